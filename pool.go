@@ -1,0 +1,343 @@
+package deputy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"time"
+)
+
+// pool runs claimed tasks within the node's cost budget and hands their
+// outcomes to a batching completer.
+type pool struct {
+	m      *Manager
+	budget int
+
+	mu       sync.Mutex
+	used     int                 // cost units of running tasks, guarded by mu
+	byType   map[string]int      // running tasks per type, guarded by mu
+	runs     map[string]*running // by task id, guarded by mu
+	claiming bool                // guarded by mu
+	idle     *sync.Cond          // signalled when runs drain, uses mu
+
+	ctx       context.Context // parent of run contexts
+	cancelAll func(error)
+	freed     chan struct{}   // buffered 1: a slot was freed
+	completes chan Completion // to the completer
+	flushReq  chan chan struct{}
+	quit      chan struct{} // closed to end the completer
+	done      chan struct{} // closed when the completer exits
+	runsWG    sync.WaitGroup
+}
+
+// running is one run in progress.
+type running struct {
+	task     *Task
+	def      *Definition
+	cost     Cost
+	cancel   context.CancelCauseFunc
+	deadline time.Time
+}
+
+func newPool(m *Manager) *pool {
+	p := &pool{
+		m:         m,
+		budget:    m.cfg.Capacity * int(CostNormal),
+		byType:    map[string]int{},
+		runs:      map[string]*running{},
+		freed:     make(chan struct{}, 1),
+		completes: make(chan Completion, 4096),
+		flushReq:  make(chan chan struct{}),
+		quit:      make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+	p.idle = sync.NewCond(&p.mu)
+	return p
+}
+
+func (p *pool) start(ctx context.Context) {
+	runCtx, cancel := context.WithCancelCause(ctx)
+	p.ctx, p.cancelAll = runCtx, cancel
+	p.mu.Lock()
+	p.claiming = true
+	p.mu.Unlock()
+	// The completer outlives the run context so that outcomes recorded
+	// during shutdown are still written.
+	go p.completer(context.WithoutCancel(ctx))
+}
+
+func (p *pool) stopClaiming() {
+	p.mu.Lock()
+	p.claiming = false
+	p.mu.Unlock()
+}
+
+// free returns the unused cost budget, zero once claiming has stopped.
+func (p *pool) free() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.claiming {
+		return 0
+	}
+	return p.budget - p.used
+}
+
+func (p *pool) running() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.runs)
+}
+
+func (p *pool) load() float64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return float64(p.used) / float64(p.budget)
+}
+
+// freeFor returns the budget a claim of one limited type may use.
+func (p *pool) freeFor(d *Definition) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.claiming {
+		return 0
+	}
+	free := p.budget - p.used
+	if d.MaxConcurrency > 0 {
+		free = min(free, (d.MaxConcurrency-p.byType[d.Type])*int(d.Cost))
+	}
+	return max(free, 0)
+}
+
+// wait blocks until no task runs or ctx is done, and reports which.
+func (p *pool) wait(ctx context.Context) bool {
+	done := make(chan struct{})
+	go func() {
+		p.mu.Lock()
+		for len(p.runs) > 0 && ctx.Err() == nil {
+			p.idle.Wait()
+		}
+		p.mu.Unlock()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		// Wake the waiter so that it exits.
+		p.mu.Lock()
+		p.idle.Broadcast()
+		p.mu.Unlock()
+		<-done
+		return p.running() == 0
+	}
+}
+
+// flush blocks until every outcome handed to the completer is written.
+func (p *pool) flush(ctx context.Context) {
+	ack := make(chan struct{})
+	select {
+	case p.flushReq <- ack:
+		<-ack
+	case <-ctx.Done():
+	case <-p.done:
+	}
+}
+
+// stop ends the completer after a final flush.
+func (p *pool) stop() {
+	p.flush(context.Background())
+	close(p.quit)
+	<-p.done
+}
+
+// run starts running a claimed task.
+func (p *pool) run(t *Task, d *Definition) {
+	cost := t.EffectiveCost
+	if cost == 0 {
+		cost = d.Cost
+	}
+	timeout := d.Timeout
+	if !t.Recurring() && t.TimeoutOverride != "" {
+		if v, err := ParseDuration(t.TimeoutOverride); err == nil {
+			timeout = v
+		}
+	}
+	now := p.m.cfg.Now()
+	ctx, cancel := context.WithCancelCause(p.ctx)
+	r := &running{task: t, def: d, cost: cost, cancel: cancel, deadline: now.Add(timeout)}
+
+	p.mu.Lock()
+	p.used += int(cost)
+	p.byType[t.Type]++
+	p.runs[t.ID] = r
+	p.mu.Unlock()
+
+	p.runsWG.Add(1)
+	go func() {
+		defer p.runsWG.Done()
+		c := p.execute(ctx, r, timeout)
+		cancel(nil)
+		p.release(r)
+		select {
+		case p.completes <- c:
+		case <-p.done:
+			// The manager stopped without this run; Stop released its task.
+		}
+	}()
+}
+
+func (p *pool) release(r *running) {
+	p.mu.Lock()
+	p.used -= int(r.cost)
+	p.byType[r.task.Type]--
+	delete(p.runs, r.task.ID)
+	if len(p.runs) == 0 {
+		p.idle.Broadcast()
+	}
+	p.mu.Unlock()
+	select {
+	case p.freed <- struct{}{}:
+	default:
+	}
+}
+
+var errPanic = errors.New("task panicked")
+
+// execute runs r under its timeout and returns its outcome.
+func (p *pool) execute(parent context.Context, r *running, timeout time.Duration) (c Completion) {
+	m, t := p.m, r.task
+	log := m.log.With(slog.String("task_id", t.ID), slog.String("task_type", t.Type),
+		slog.Int("attempt", t.Attempts))
+	start := m.cfg.Now()
+	m.stats.started(t, start)
+
+	ctx, cancel := context.WithTimeoutCause(parent, timeout, ErrTimeout)
+	defer cancel()
+
+	var (
+		res Result
+		err error
+	)
+	func() {
+		defer func() {
+			if v := recover(); v != nil {
+				log.Error("task panicked", slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
+				err = fmt.Errorf("%w: %v", errPanic, v)
+			}
+		}()
+		req, rerr := m.requestFor(t, log)
+		if rerr != nil {
+			err = rerr
+			return
+		}
+		res, err = r.def.Run(ctx, &Run{Task: t.WithoutSecrets(), Request: req, Logger: log})
+	}()
+
+	now := m.cfg.Now()
+	cause := context.Cause(ctx)
+	switch {
+	case errors.Is(cause, ErrShutdown):
+		// Interrupted by shutdown: due again at once, attempt not counted.
+		m.stats.finished(t, "interrupted", now.Sub(start))
+		return Completion{ID: t.ID, ClaimVersion: t.ClaimVersion, Now: now, RunAt: now,
+			Attempts: max(t.Attempts-1, 0)}
+	case errors.Is(cause, ErrTimeout):
+		err = fmt.Errorf("%w after %s", ErrTimeout, timeout)
+	case errors.Is(cause, errLeaseLost) && err != nil:
+		log.Warn("run cancelled: the task was taken or removed elsewhere", slog.Any("error", err))
+	}
+	c = m.outcome(t, r.def, res, err, now)
+	outcome := outcomeName(c, err)
+	m.stats.finished(t, outcome, now.Sub(start))
+	if err != nil {
+		log.Warn("task run failed", slog.Any("error", err), slog.String("outcome", outcome))
+	} else {
+		log.Debug("task run succeeded", slog.Duration("duration", now.Sub(start)))
+	}
+	return c
+}
+
+func outcomeName(c Completion, err error) string {
+	switch {
+	case err == nil:
+		return "success"
+	case c.Delete:
+		return "failed"
+	default:
+		return "retry_scheduled"
+	}
+}
+
+var errLeaseLost = errors.New("deputy: lease lost")
+
+// completer writes outcomes in batches: whatever accumulated while the
+// previous batch was being written goes out in one call.
+func (p *pool) completer(ctx context.Context) {
+	defer close(p.done)
+	var batch []Completion
+	for {
+		select {
+		case <-p.quit:
+			return
+		case c := <-p.completes:
+			batch = append(batch[:0], c)
+		drain:
+			for len(batch) < 5000 {
+				select {
+				case c := <-p.completes:
+					batch = append(batch, c)
+				default:
+					break drain
+				}
+			}
+			p.write(ctx, batch)
+		case ack := <-p.flushReq:
+			// Everything sent before the flush request is in the channel.
+			batch = batch[:0]
+			for len(p.completes) > 0 {
+				batch = append(batch, <-p.completes)
+			}
+			if len(batch) > 0 {
+				p.write(ctx, batch)
+			}
+			close(ack)
+		}
+	}
+}
+
+// write stores a batch of outcomes, retrying whole-call failures with
+// backoff: an outcome is only dropped when its task moved on without it.
+func (p *pool) write(ctx context.Context, batch []Completion) {
+	m := p.m
+	for attempt := 0; ; attempt++ {
+		errs, err := m.store.Complete(ctx, batch)
+		if err == nil {
+			for i, e := range errs {
+				if e != nil {
+					m.log.Debug("run outcome not written: the task moved on", slog.String("task_id", batch[i].ID),
+						slog.Any("error", e))
+				}
+			}
+			if len(batch) > 0 {
+				m.wake() // recurring tasks may be due again at once
+			}
+			return
+		}
+		m.log.Warn("write run outcomes", slog.Int("count", len(batch)), slog.Any("error", err),
+			slog.Int("attempt", attempt+1))
+		select {
+		case <-time.After(backoff(attempt)):
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// backoff is the delay after the given number of consecutive failures of a
+// background loop: 100ms doubling up to 10s.
+func backoff(failures int) time.Duration {
+	return min(100*time.Millisecond<<min(failures, 10), 10*time.Second)
+}
