@@ -240,4 +240,3 @@ func (m *Manager) notifyLoop(ctx context.Context, ch <-chan struct{}) {
 		}
 	}
 }
-

@@ -67,7 +67,9 @@ type BulkError struct {
 	Err error
 }
 
-func (r *BulkResult) fail(id string, err error) { r.Errors = append(r.Errors, BulkError{ID: id, Err: err}) }
+func (r *BulkResult) fail(id string, err error) {
+	r.Errors = append(r.Errors, BulkError{ID: id, Err: err})
+}
 
 // maxBulk bounds the tasks of one bulk call.
 const maxBulk = 10000
