@@ -26,12 +26,16 @@ func (m *Manager) pollLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-m.stopPoll:
+			return
 		case <-timer.C:
 		case <-m.wakeup:
 		case <-freed:
 		}
 
-		n, err := m.claim(ctx)
+		// An in-flight claim finishes even when Stop begins, so that
+		// what it claimed is run rather than stranded.
+		n, err := m.claim(context.WithoutCancel(ctx))
 		wait := m.cfg.PollInterval
 		switch {
 		case err != nil && ctx.Err() != nil:

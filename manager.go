@@ -30,6 +30,9 @@ type Manager struct {
 	stopped bool                   // guarded by mu
 	cancel  context.CancelCauseFunc
 	loops   sync.WaitGroup // background loops
+
+	stopPoll   chan struct{} // closed to end the claim loop
+	pollExited chan struct{} // closed when the claim loop has ended
 	pool    *pool
 }
 
@@ -51,6 +54,9 @@ func New(store Store, cfg Config) (*Manager, error) {
 		keys:   map[string]KeyService{},
 		wakeup: make(chan struct{}, 1),
 		defs:   map[string]*Definition{},
+
+		stopPoll:   make(chan struct{}),
+		pollExited: make(chan struct{}),
 	}
 	for _, s := range cfg.KeyServices {
 		m.keys[s.Kind()] = s
@@ -173,7 +179,10 @@ func (m *Manager) Start(ctx context.Context) error {
 	runCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	m.cancel = cancel
 	m.pool.start(runCtx)
-	m.goLoop(func() { m.pollLoop(runCtx) })
+	m.goLoop(func() {
+		defer close(m.pollExited)
+		m.pollLoop(runCtx)
+	})
 	m.goLoop(func() { m.heartbeatLoop(runCtx) })
 	m.goLoop(func() { m.leaseLoop(runCtx) })
 	if nt, ok := m.store.(Notifier); ok {
@@ -207,7 +216,11 @@ func (m *Manager) Stop(ctx context.Context) error {
 	m.stopped = true
 	m.mu.Unlock()
 
+	// Stop claiming; a claim in flight completes and its tasks run.
 	m.pool.stopClaiming()
+	close(m.stopPoll)
+	<-m.pollExited
+
 	drained := m.pool.wait(ctx)
 	if !drained {
 		m.log.Warn("stop deadline reached; cancelling running tasks", slog.Int("running", m.pool.running()))
@@ -217,7 +230,9 @@ func (m *Manager) Stop(ctx context.Context) error {
 		m.pool.wait(grace)
 		cancel()
 	}
-	m.pool.flush(context.WithoutCancel(ctx))
+	flushCtx, cancelFlush := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	m.pool.flush(flushCtx)
+	cancelFlush()
 	m.cancel(ErrShutdown)
 	m.loops.Wait()
 	m.pool.stop()

@@ -25,6 +25,7 @@ type pool struct {
 
 	ctx       context.Context // parent of run contexts
 	cancelAll func(error)
+	endWrites context.CancelFunc // cancels the completer's writes
 	freed     chan struct{}   // buffered 1: a slot was freed
 	completes chan Completion // to the completer
 	flushReq  chan chan struct{}
@@ -66,7 +67,9 @@ func (p *pool) start(ctx context.Context) {
 	p.mu.Unlock()
 	// The completer outlives the run context so that outcomes recorded
 	// during shutdown are still written.
-	go p.completer(context.WithoutCancel(ctx))
+	wctx, endWrites := context.WithCancel(context.WithoutCancel(ctx))
+	p.endWrites = endWrites
+	go p.completer(wctx)
 }
 
 func (p *pool) stopClaiming() {
@@ -140,16 +143,21 @@ func (p *pool) flush(ctx context.Context) {
 	ack := make(chan struct{})
 	select {
 	case p.flushReq <- ack:
-		<-ack
 	case <-ctx.Done():
+		return
 	case <-p.done:
+		return
+	}
+	select {
+	case <-ack:
+	case <-ctx.Done():
 	}
 }
 
-// stop ends the completer after a final flush.
+// stop ends the completer, abandoning a write in progress.
 func (p *pool) stop() {
-	p.flush(context.Background())
 	close(p.quit)
+	p.endWrites()
 	<-p.done
 }
 
@@ -239,12 +247,12 @@ func (p *pool) execute(parent context.Context, r *running, timeout time.Duration
 	now := m.cfg.Now()
 	cause := context.Cause(ctx)
 	switch {
-	case errors.Is(cause, ErrShutdown):
+	case err != nil && errors.Is(cause, ErrShutdown):
 		// Interrupted by shutdown: due again at once, attempt not counted.
 		m.stats.finished(t, "interrupted", now.Sub(start))
 		return Completion{ID: t.ID, ClaimVersion: t.ClaimVersion, Now: now, RunAt: now,
 			Attempts: max(t.Attempts-1, 0)}
-	case errors.Is(cause, ErrTimeout):
+	case err != nil && errors.Is(cause, ErrTimeout):
 		err = fmt.Errorf("%w after %s", ErrTimeout, timeout)
 	case errors.Is(cause, errLeaseLost) && err != nil:
 		log.Warn("run cancelled: the task was taken or removed elsewhere", slog.Any("error", err))
@@ -331,6 +339,8 @@ func (p *pool) write(ctx context.Context, batch []Completion) {
 		select {
 		case <-time.After(backoff(attempt)):
 		case <-ctx.Done():
+			return
+		case <-p.quit:
 			return
 		}
 	}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs deputy's tests. Without TEST_DATABASE_URL it starts a throwaway
+# PostgreSQL 15 cluster (scripts/pg-start.sh) so that the PostgreSQL store and
+# the multi-node tests run too, and stops it afterwards.
+#
+#   scripts/test.sh                 # everything, with the race detector
+#   scripts/test.sh ./sqlite/...    # some packages
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -z "${TEST_DATABASE_URL:-}" ] && [ -x "${PG_BIN:-/usr/lib/postgresql/15/bin}/initdb" ]; then
+	eval "$(scripts/pg-start.sh)"
+	trap 'eval "$PGSTOP" >/dev/null 2>&1 || true' EXIT
+	export TEST_DATABASE_URL PGSTOP PGDATA_DIR
+	echo "test.sh: started a throwaway PostgreSQL at $TEST_DATABASE_URL" >&2
+fi
+
+pkgs=("$@")
+[ ${#pkgs[@]} -gt 0 ] || pkgs=(./...)
+go test -race -timeout 40m "${pkgs[@]}"
