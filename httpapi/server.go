@@ -19,7 +19,6 @@
 package httpapi
 
 import (
-	"errors"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -265,10 +264,4 @@ func (c *call) mustSee(t *deputy.Task) error {
 
 func notFound(id string) error {
 	return deputy.Errorf(deputy.ENOTFOUND, "task %q not found", id)
-}
-
-// isNotFound reports whether err is an ENOTFOUND error.
-func isNotFound(err error) bool {
-	var e *deputy.Error
-	return errors.As(err, &e) && e.Code == deputy.ENOTFOUND
 }
