@@ -117,7 +117,7 @@ func New(active []byte, decryptOnly ...[]byte) (*Keyring, error) {
 		if _, dup := kr.keys[id]; dup {
 			// NB: two distinct keys whose ids collide cannot be told apart
 			// when opening; one of them has to be replaced.
-			return nil, fmt.Errorf("keyring: decrypt-only key %d: key id %x is already in use", i, id)
+			return nil, fmt.Errorf("keyring: decrypt-only key %d: key id %x is taken", i, id)
 		}
 		kr.keys[id] = aead
 	}
