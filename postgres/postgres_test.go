@@ -1,0 +1,448 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/deputyhq/deputy"
+	"github.com/deputyhq/deputy/storetest"
+)
+
+// testURL returns the server the tests use. Without TEST_DATABASE_URL the
+// tests skip, except in CI, where PostgreSQL must be tested.
+func testURL(tb testing.TB) string {
+	tb.Helper()
+	url := os.Getenv("TEST_DATABASE_URL")
+	switch {
+	case url != "":
+		return url
+	case os.Getenv("CI") != "":
+		tb.Fatalf("TEST_DATABASE_URL is not set, and CI requires the PostgreSQL tests to run: " +
+			"start a server with scripts/pg-start.sh")
+	default:
+		tb.Skip("TEST_DATABASE_URL is not set: skipping PostgreSQL tests " +
+			"(eval \"$(scripts/pg-start.sh)\" starts a throwaway server)")
+	}
+	return ""
+}
+
+// newSchema returns the name of a fresh schema, dropped when tb ends.
+func newSchema(tb testing.TB) string {
+	tb.Helper()
+	url := testURL(tb)
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	schema := "test_" + hex.EncodeToString(b)
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			tb.Errorf("drop schema %s: %v", schema, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE"); err != nil {
+			tb.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	return schema
+}
+
+// mustOpen opens a migrated store in schema, closed when tb ends.
+func mustOpen(tb testing.TB, schema string, configure ...func(*Config)) *DB {
+	tb.Helper()
+	cfg := Config{URL: testURL(tb), Schema: schema, Migrate: true, MaxConns: 4}
+	for _, f := range configure {
+		f(&cfg)
+	}
+	db, err := Open(context.Background(), cfg)
+	if err != nil {
+		tb.Fatalf("Open: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			tb.Errorf("Close: %v", err)
+		}
+	})
+	return db
+}
+
+func TestStore(t *testing.T) {
+	t.Parallel()
+	testURL(t)
+	storetest.Exercise(t, func(t *testing.T) deputy.Store {
+		// The suite runs hundreds of subtests in parallel: small pools, and
+		// no listener, keep them within the server's connection limit.
+		return mustOpen(t, newSchema(t), func(c *Config) {
+			c.MaxConns = 2
+			c.NoListen = true
+		})
+	})
+}
+
+func TestOpen_ErrConfig(t *testing.T) {
+	t.Parallel()
+	for _, cfg := range []Config{{}, {URL: "postgres://x", MaxConns: -1},
+		{URL: "postgres://x", StatementTimeout: -time.Second}, {URL: "not a url ://"}} {
+		if db, err := Open(t.Context(), cfg); err == nil {
+			db.Close()
+			t.Fatalf("Open(%+v) succeeded, want an error", cfg)
+		}
+	}
+}
+
+func TestOpen_StatementTimeout(t *testing.T) {
+	t.Parallel()
+	db := mustOpen(t, newSchema(t), func(c *Config) { c.StatementTimeout = 50 * time.Millisecond })
+	_, err := db.Pool().Exec(t.Context(), "SELECT pg_sleep(5)")
+	if !isCode(err, "57014") {
+		t.Fatalf("pg_sleep(5) under a 50ms statement timeout: %v, want query_canceled", err)
+	}
+}
+
+func TestOpen_ErrUnavailable(t *testing.T) {
+	t.Parallel()
+	testURL(t)
+	// Nothing listens on port 1.
+	_, err := Open(t.Context(), Config{URL: "postgres://postgres@127.0.0.1:1/postgres?connect_timeout=5"})
+	if code := deputy.ErrorCode(err); code != deputy.EUNAVAILABLE {
+		t.Fatalf("Open of an unreachable server: %v (code %q), want %q", err, code,
+			deputy.EUNAVAILABLE)
+	}
+}
+
+func TestMigrate_Idempotent(t *testing.T) {
+	t.Parallel()
+	schema := newSchema(t)
+	db := mustOpen(t, schema)
+	ms, err := migrations()
+	if err != nil {
+		t.Fatalf("migrations: %v", err)
+	}
+
+	for range 2 {
+		if err := db.Migrate(t.Context()); err != nil {
+			t.Fatalf("Migrate again: %v", err)
+		}
+	}
+	wantMigrations(t, db, len(ms))
+
+	// Open without Migrate leaves the schema alone and works on it.
+	other := mustOpen(t, schema, func(c *Config) { c.Migrate = false })
+	wantMigrations(t, other, len(ms))
+}
+
+func TestMigrate_NotWithoutConfig(t *testing.T) {
+	t.Parallel()
+	db := mustOpen(t, newSchema(t), func(c *Config) { c.Migrate = false })
+	if _, err := db.Get(t.Context(), "x"); !isCode(err, "42P01") {
+		t.Fatalf("Get on an unmigrated schema: %v, want undefined_table", err)
+	}
+	if err := db.Migrate(t.Context()); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	if _, err := db.Get(t.Context(), "x"); deputy.ErrorCode(err) != deputy.ENOTFOUND {
+		t.Fatalf("Get after Migrate: %v, want not found", err)
+	}
+}
+
+// TestMigrate_Concurrent starts several nodes on an empty schema at once:
+// the advisory lock must let each migration run exactly once.
+func TestMigrate_Concurrent(t *testing.T) {
+	t.Parallel()
+	schema := newSchema(t)
+	const nodes = 6
+	dbs := make([]*DB, nodes)
+	for i := range dbs {
+		dbs[i] = mustOpen(t, schema, func(c *Config) {
+			c.Migrate = false
+			c.NoListen = true
+			c.MaxConns = 1
+		})
+	}
+
+	var wg sync.WaitGroup
+	errs := make([]error, nodes)
+	start := make(chan struct{})
+	for i, db := range dbs {
+		wg.Go(func() {
+			<-start
+			errs[i] = db.Migrate(t.Context())
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("node %d: Migrate: %v", i, err)
+		}
+	}
+	ms, _ := migrations()
+	wantMigrations(t, dbs[0], len(ms))
+}
+
+func wantMigrations(t *testing.T, db *DB, n int) {
+	t.Helper()
+	vs, err := db.MigrationVersions(t.Context())
+	if err != nil {
+		t.Fatalf("MigrationVersions: %v", err)
+	}
+	if len(vs) != n {
+		t.Fatalf("applied migrations %v, want %d", vs, n)
+	}
+	var rows int
+	if err := db.Pool().QueryRow(t.Context(), "SELECT count(*) FROM deputy_migrations").
+		Scan(&rows); err != nil || rows != n {
+		t.Fatalf("deputy_migrations has %d rows (%v), want %d", rows, err, n)
+	}
+}
+
+// waitListening waits until db's listener has (re)connected, and drains the
+// wakeup it delivers on connecting.
+func waitListening(t *testing.T, db *DB) {
+	t.Helper()
+	select {
+	case <-db.listening:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("listener did not connect")
+	}
+	select {
+	case <-db.Wakeups():
+	default:
+	}
+}
+
+// wantWakeup waits for a wakeup on db.
+func wantWakeup(t *testing.T, db *DB, why string) {
+	t.Helper()
+	select {
+	case <-db.Wakeups():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no wakeup after %s", why)
+	}
+}
+
+func dueTask(id string, runAt time.Time) *deputy.Task {
+	return &deputy.Task{ID: id, Type: "test:a", Params: []byte(`{}`), State: []byte(`{}`),
+		RunAt: runAt, ScheduledAt: runAt, Status: deputy.StatusIdle, Enabled: true,
+		SpaceID: deputy.DefaultSpace, EffectivePriority: deputy.PriorityNormal,
+		EffectiveCost: deputy.CostNormal}
+}
+
+func mustInsert(tb testing.TB, db *DB, tasks ...*deputy.Task) {
+	tb.Helper()
+	errs, err := db.Insert(context.Background(), tasks)
+	if err == nil {
+		err = errors.Join(errs...)
+	}
+	if err != nil {
+		tb.Fatalf("Insert: %v", err)
+	}
+}
+
+func TestWakeups_OtherNode(t *testing.T) {
+	t.Parallel()
+	schema := newSchema(t)
+	writer := mustOpen(t, schema, func(c *Config) { c.NoListen = true })
+	listener := mustOpen(t, schema)
+	waitListening(t, listener)
+
+	// A task due later wakes nobody; one due now does.
+	mustInsert(t, writer, dueTask("later", time.Now().Add(time.Hour)))
+	mustInsert(t, writer, dueTask("now", time.Now()))
+	wantWakeup(t, listener, "an insert of a task due now")
+
+	task, err := writer.Get(t.Context(), "later")
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	task.RunAt = time.Now()
+	errs, err := writer.Update(t.Context(), []*deputy.Task{task}, deputy.UpdateOptions{})
+	if err != nil || errs[0] != nil {
+		t.Fatalf("Update: %v, %v", err, errs)
+	}
+	wantWakeup(t, listener, "an update that made a task due now")
+}
+
+func TestWakeups_OtherSchemaIgnored(t *testing.T) {
+	t.Parallel()
+	listener := mustOpen(t, newSchema(t))
+	other := mustOpen(t, newSchema(t), func(c *Config) { c.NoListen = true })
+	waitListening(t, listener)
+
+	// Notifications are per database: the payload keeps schemas apart.
+	// Wait for other's notification to reach a listener on its own schema
+	// before checking that listener saw none.
+	probe := mustOpen(t, other.cfg.Schema)
+	waitListening(t, probe)
+	mustInsert(t, other, dueTask("now", time.Now()))
+	wantWakeup(t, probe, "an insert in the probe's schema")
+	select {
+	case <-listener.Wakeups():
+		t.Fatalf("woken by an insert in another schema")
+	default:
+	}
+}
+
+// TestWakeups_ListenerReconnects kills the listener's connection on the
+// server and checks that wakeups resume.
+func TestWakeups_ListenerReconnects(t *testing.T) {
+	t.Parallel()
+	schema := newSchema(t)
+	writer := mustOpen(t, schema, func(c *Config) { c.NoListen = true })
+	listener := mustOpen(t, schema)
+	waitListening(t, listener)
+
+	for round := range 2 {
+		pid := listener.listenPID.Load()
+		var killed bool
+		err := writer.Pool().QueryRow(t.Context(), "SELECT pg_terminate_backend($1)", pid).
+			Scan(&killed)
+		if err != nil || !killed {
+			t.Fatalf("terminate listener %d: %t, %v", pid, killed, err)
+		}
+		waitListening(t, listener)
+		if got := listener.listenPID.Load(); got == pid {
+			t.Fatalf("listener still on backend %d after it was terminated", pid)
+		}
+
+		mustInsert(t, writer, dueTask(fmt.Sprintf("t%d", round), time.Now()))
+		wantWakeup(t, listener, "an insert after the listener reconnected")
+	}
+}
+
+// TestClaim_SeveralNodes claims from separate pools, as separate nodes do:
+// every task must be claimed exactly once.
+func TestClaim_SeveralNodes(t *testing.T) {
+	t.Parallel()
+	schema := newSchema(t)
+	const nodes, n = 4, 2000
+	dbs := make([]*DB, nodes)
+	for i := range dbs {
+		dbs[i] = mustOpen(t, schema, func(c *Config) { c.NoListen = true })
+	}
+	now := time.Now()
+	var tasks []*deputy.Task
+	for i := range n {
+		task := dueTask(fmt.Sprintf("t%05d", i), now.Add(-time.Duration(i)*time.Millisecond))
+		task.EffectivePriority = deputy.Priority(i % 3)
+		task.EffectiveCost = deputy.Cost(1 + i%4)
+		tasks = append(tasks, task)
+	}
+	mustInsert(t, dbs[0], tasks...)
+
+	var (
+		mu     sync.Mutex
+		claims = map[string]int{}
+		wg     sync.WaitGroup
+		errs   = make([]error, nodes)
+	)
+	for i, db := range dbs {
+		wg.Go(func() {
+			errs[i] = burnDown(t.Context(), db, fmt.Sprintf("node-%d", i), now, 20, func(id string) {
+				mu.Lock()
+				claims[id]++
+				mu.Unlock()
+			})
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("burn down: %v", err)
+	}
+	if len(claims) != n {
+		t.Fatalf("claimed %d distinct tasks, want %d", len(claims), n)
+	}
+	for id, c := range claims {
+		if c != 1 {
+			t.Fatalf("task %s claimed %d times", id, c)
+		}
+	}
+	if page, err := dbs[0].Fetch(t.Context(), deputy.Query{}); err != nil || len(page.Tasks) != 0 {
+		t.Fatalf("tasks left after burning down: %d, %v", len(page.Tasks), err)
+	}
+}
+
+// burnDown claims and deletes tasks as owner until none is due, and reports
+// each claimed id to seen.
+func burnDown(ctx context.Context, db *DB, owner string, now time.Time, budget int,
+	seen func(id string),
+) error {
+	for {
+		tasks, err := db.Claim(ctx, deputy.ClaimParams{Owner: owner, Now: now,
+			Types: []string{"test:a"}, Budget: budget, Lease: time.Hour})
+		if err != nil {
+			return err
+		}
+		if len(tasks) == 0 {
+			return nil
+		}
+		cs := make([]deputy.Completion, len(tasks))
+		for i, task := range tasks {
+			if seen != nil {
+				seen(task.ID)
+			}
+			cs[i] = deputy.Completion{ID: task.ID, ClaimVersion: task.ClaimVersion, Now: now,
+				Delete: true}
+		}
+		errs, err := db.Complete(ctx, cs)
+		if err == nil {
+			err = errors.Join(errs...)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// TestClaim_LostConnection checks that a connection killed under the store
+// surfaces as an error and that the next call works.
+func TestClaim_LostConnection(t *testing.T) {
+	t.Parallel()
+	schema := newSchema(t)
+	db := mustOpen(t, schema, func(c *Config) {
+		c.NoListen = true
+		c.MaxConns = 1
+	})
+	killer := mustOpen(t, schema, func(c *Config) { c.NoListen = true })
+	mustInsert(t, db, dueTask("a", time.Now()))
+
+	var pid uint32
+	conn, err := db.Pool().Acquire(t.Context())
+	if err != nil {
+		t.Fatalf("Acquire: %v", err)
+	}
+	pid = conn.Conn().PgConn().PID()
+	conn.Release()
+	if _, err := killer.Pool().Exec(t.Context(), "SELECT pg_terminate_backend($1)", pid); err != nil {
+		t.Fatalf("terminate: %v", err)
+	}
+
+	// The pool may notice the dead connection before handing it out; either
+	// way a few attempts must get through.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := db.Claim(t.Context(), deputy.ClaimParams{Owner: "n", Now: time.Now(),
+			Types: []string{"test:a"}, Budget: 10, Lease: time.Minute})
+		if err == nil {
+			break
+		}
+		if code := deputy.ErrorCode(err); code != deputy.EUNAVAILABLE {
+			t.Fatalf("Claim on a killed connection: %v (code %q), want %q", err, code,
+				deputy.EUNAVAILABLE)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Claim still failing: %v", err)
+		}
+	}
+}
