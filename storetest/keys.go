@@ -101,6 +101,21 @@ func testKeys(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 		wantRefs(t, s, "es", "unknown", 0, false)
 	})
 
+	t.Run("ReleaseKeysQueuedIsNoOp", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		mustRecordKeys(t, s, keyRecord("es", "k", base))
+		mustRelease(t, s, at(time.Minute), "k")
+		// Granted again while still queued: releasing it changes nothing.
+		mustRecordKeys(t, s, keyRecord("es", "k", at(2*time.Minute)))
+		mustRelease(t, s, at(3*time.Minute), "k")
+
+		queued := allPending(t, s)
+		wantQueued(t, queued, "k")
+		wantTime(t, "QueuedAt", queued[0].QueuedAt, at(time.Minute))
+		wantRefs(t, s, "es", "k", 0, true)
+	})
+
 	t.Run("ReleaseKeysUserRecord", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)
@@ -114,8 +129,10 @@ func testKeys(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 	t.Run("QueueUnusedKeys", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)
+		mine := keyRecord("es", "mine", at(-2*time.Hour))
+		mine.CreatedByUser = true
 		mustRecordKeys(t, s, keyRecord("es", "old", at(-2*time.Hour)), keyRecord("es", "fresh", base),
-			keyRecord("es", "adopted", at(-2*time.Hour)))
+			keyRecord("es", "adopted", at(-2*time.Hour)), mine)
 		mustInsert(t, s, withKeys(newTask("a", typeA, base), taskKey("es", "adopted")))
 
 		n, err := s.QueueUnusedKeys(t.Context(), at(-time.Hour), base)
@@ -234,6 +251,27 @@ func testPendingKeys(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 			if got := pendingIDs(mustPending(t, s, tt.q)); !slices.Equal(got, tt.want) {
 				t.Fatalf("%s: PendingKeys = %v, want %v", tt.name, got, tt.want)
 			}
+		}
+	})
+
+	t.Run("RequeuedKeyHeldByRun", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		// k is queued, granted again, adopted by a task and released by it
+		// while it runs: it must not be due before the run's lease ends.
+		mustRecordKeys(t, s, keyRecord("es", "k", at(-3*time.Hour)))
+		mustRelease(t, s, at(-2*time.Hour), "k")
+		mustRecordKeys(t, s, keyRecord("es", "k", at(-time.Hour)))
+		mustInsert(t, s, withKeys(newTask("a", typeA, at(-time.Hour)), taskKey("es", "k")))
+		claimed := claimOne(t, s, "a", typeA, "node-1", base)
+		mustRemove(t, s, at(time.Second), "a")
+
+		q := deputy.PendingQuery{Due: true, Now: claimed.RetryAt.Add(-time.Microsecond),
+			QueuedBefore: at(time.Second)}
+		wantQueued(t, mustPending(t, s, q))
+		q.Now = *claimed.RetryAt
+		if got := pendingIDs(mustPending(t, s, q)); len(got) == 0 || got[0] != "k" {
+			t.Fatalf("PendingKeys after the lease = %v, want k", got)
 		}
 	})
 
