@@ -41,8 +41,12 @@ func (s *Server) bulkResponse(r *http.Request, res *deputy.BulkResult, hidden []
 		for i, id := range order {
 			pos[id] = i
 		}
-		slices.SortStableFunc(out.Tasks, func(a, b *deputy.Task) int { return pos[a.ID] - pos[b.ID] })
-		slices.SortStableFunc(out.Errors, func(a, b bulkError) int { return pos[a.ID] - pos[b.ID] })
+		slices.SortStableFunc(out.Tasks, func(a, b *deputy.Task) int {
+			return pos[a.ID] - pos[b.ID]
+		})
+		slices.SortStableFunc(out.Errors, func(a, b bulkError) int {
+			return pos[a.ID] - pos[b.ID]
+		})
 	}
 	return out
 }
@@ -70,7 +74,8 @@ func (s *Server) bulkErrors(r *http.Request, errs []deputy.BulkError) []bulkErro
 // TODO(deputy): the check and the Manager's write are not atomic; a task
 // removed and re-created by another user in between would be changed.
 // Fixing it needs an owner condition in the Manager's bulk calls.
-func (s *Server) visibleIDs(r *http.Request, c *call, ids []string) ([]string, []deputy.BulkError, error) {
+func (s *Server) visibleIDs(r *http.Request, c *call, ids []string,
+) ([]string, []deputy.BulkError, error) {
 	if ids == nil {
 		return nil, nil, deputy.Errorf(deputy.EINVALID, "ids is required")
 	}

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/deputyhq/deputy"
 )
@@ -155,7 +156,8 @@ func (s *Server) decodeError(err error) error {
 		return deputy.Errorf(deputy.EINVALID, "malformed JSON at offset %d: %s",
 			syntax.Offset, syntax.Error())
 	case errors.As(err, &typ) && typ.Field == "":
-		return deputy.Errorf(deputy.EINVALID, "request body must be a JSON object, not %s", typ.Value)
+		return deputy.Errorf(deputy.EINVALID, "request body must be a JSON object, not %s",
+			typ.Value)
 	case errors.As(err, &typ):
 		return deputy.Errorf(deputy.EINVALID, "field %q must be %s, not %s (at offset %d)",
 			jsonPath(typ.Field), jsonType(typ.Type), typ.Value, typ.Offset)
@@ -214,7 +216,11 @@ func truncate(s string) string {
 	if len(s) <= limit {
 		return s
 	}
-	return s[:limit] + "..."
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }
 
 // runAt reads a run_at field and names it when the value is not a time.
@@ -230,7 +236,8 @@ func (t *runAt) UnmarshalJSON(b []byte) error {
 	v, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
 		return deputy.Errorf(deputy.EINVALID,
-			"field \"run_at\": %q is not an RFC 3339 time, such as 2026-01-02T15:04:05Z", truncate(s))
+			"field \"run_at\": %q is not an RFC 3339 time, such as 2026-01-02T15:04:05Z",
+			truncate(s))
 	}
 	*t = runAt(v)
 	return nil

@@ -71,7 +71,8 @@ func newCollector(m *deputy.Manager) *collector {
 		load: prometheus.NewDesc("deputy_load_ratio",
 			"Share of this node's cost budget in use, from 0 to 1.", nil, nil),
 		runs: prometheus.NewDesc("deputy_task_runs_total",
-			"Finished runs by task type and outcome (success, retry_scheduled, failed, interrupted).",
+			"Finished runs by task type and outcome "+
+				"(success, retry_scheduled, failed, interrupted).",
 			[]string{"task_type", "outcome"}, nil),
 		drift: prometheus.NewDesc("deputy_task_drift_seconds",
 			"Delay from a task's scheduled time to the start of its run, over recent runs.",

@@ -146,20 +146,20 @@ func (s *Server) route(pattern string, auth bool, h handler) {
 // ServeHTTP implements [http.Handler]. Unknown routes and methods get JSON
 // errors: 404, and 405 with an Allow header.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if _, pattern := s.mux.Handler(r); pattern != "" {
+	h, pattern := s.mux.Handler(r)
+	if pattern != "" {
 		s.mux.ServeHTTP(w, r)
 		return
 	}
 
 	// The mux answers unmatched requests itself, in plain text. Let it
 	// decide between 404 and 405, and say the same in JSON.
-	h, _ := s.mux.Handler(r)
 	rec := allowRecorder{h: http.Header{}}
 	h.ServeHTTP(&rec, r)
 	if allow := rec.h.Get("Allow"); allow != "" {
 		w.Header().Set("Allow", allow)
-		s.writeError(w, r, withStatus(http.StatusMethodNotAllowed,
-			deputy.Errorf(deputy.EINVALID, "method %s is not allowed here; allowed: %s", r.Method, allow)))
+		s.writeError(w, r, withStatus(http.StatusMethodNotAllowed, deputy.Errorf(deputy.EINVALID,
+			"method %s is not allowed here; allowed: %s", r.Method, allow)))
 		return
 	}
 	s.writeError(w, r, deputy.Errorf(deputy.ENOTFOUND, "no route for %s %s", r.Method, r.URL.Path))
@@ -205,7 +205,9 @@ func (s *Server) newCall(r *http.Request, auth bool) (*call, error) {
 	if err != nil {
 		return nil, err
 	}
-	if caller == nil {
+	if caller == nil || caller.UserName == "" {
+		// NB: tasks are owned by user name; a caller without one could
+		// never be told apart from another.
 		return nil, deputy.Errorf(deputy.EUNAUTHORIZED, "authentication failed")
 	}
 

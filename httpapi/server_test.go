@@ -34,6 +34,9 @@ type options struct {
 	// realClock runs the manager and store on the wall clock instead of
 	// epoch.
 	realClock bool
+	// keys and cipher let the manager grant API keys.
+	keys   []deputy.KeyService
+	cipher deputy.Cipher
 }
 
 // fixture is a server over a manager over a fresh SQLite store.
@@ -67,6 +70,8 @@ func setup(t *testing.T, o options) *fixture {
 		Now:          now,
 		PollInterval: 10 * time.Millisecond,
 		Logger:       log,
+		KeyServices:  o.keys,
+		Cipher:       o.cipher,
 	})
 	if err != nil {
 		t.Fatalf("new manager: %v", err)

@@ -267,7 +267,8 @@ func listParam(v url.Values, name string) []string {
 // oneParam returns the value of a parameter given at most once.
 func oneParam(v url.Values, name string) (string, error) {
 	if len(v[name]) > 1 {
-		return "", deputy.Errorf(deputy.EINVALID, "query parameter %q is given more than once", name)
+		return "", deputy.Errorf(deputy.EINVALID,
+			"query parameter %q is given more than once", name)
 	}
 	return v.Get(name), nil
 }
@@ -283,7 +284,8 @@ func boolParam(v url.Values, name string) (bool, error) {
 	}
 	b, err := strconv.ParseBool(s)
 	if err != nil {
-		return false, deputy.Errorf(deputy.EINVALID, "query parameter %q must be true or false", name)
+		return false, deputy.Errorf(deputy.EINVALID,
+			"query parameter %q must be true or false", name)
 	}
 	return b, nil
 }
