@@ -208,6 +208,26 @@ func TestClient_Tasks(t *testing.T) {
 	}
 }
 
+func TestClient_EscapedID(t *testing.T) {
+	t.Parallel()
+	f := setup(t, nil)
+	c := f.client(t, "", "")
+	ctx := t.Context()
+	const id = "a b?c#d%2Fé"
+	if _, err := c.Schedule(ctx, deputy.NewTask{ID: id, Type: "noop"}); err != nil {
+		t.Fatalf("Schedule: %v", err)
+	}
+	if task, err := c.Get(ctx, id); err != nil || task.ID != id {
+		t.Fatalf("Get = %+v, %v", task, err)
+	}
+	if task, err := c.RunSoon(ctx, id); err != nil || task.ID != id {
+		t.Fatalf("RunSoon = %+v, %v", task, err)
+	}
+	if err := c.Remove(ctx, id); err != nil {
+		t.Fatalf("Remove: %v", err)
+	}
+}
+
 func TestClient_Errors(t *testing.T) {
 	t.Parallel()
 	f := setup(t, nil)
