@@ -41,9 +41,13 @@ var (
 		version = version + 1, updated_at = ?
 	WHERE id = ? AND claim_version = ? AND status = 'running'`)
 
+	// qCompleteDelete deletes the tasks of runs given as a JSON array of
+	// [id, claim version] pairs, and returns the ids it deleted. One
+	// statement for a batch costs less than one per task.
 	qCompleteDelete = writeQuery(`DELETE FROM tasks
-	WHERE id = ? AND claim_version = ? AND status = 'running'
-	RETURNING has_keys`)
+	WHERE (id, claim_version) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?))
+		AND status = 'running'
+	RETURNING id, has_keys`)
 
 	qRenewLease = writeQuery(`UPDATE tasks SET retry_at = ?, version = version + 1
 	WHERE id = ? AND claim_version = ? AND status = 'running'`)
@@ -78,7 +82,7 @@ func (db *DB) Claim(ctx context.Context, p deputy.ClaimParams) ([]*deputy.Task, 
 	}
 
 	var claimed []*deputy.Task
-	err = db.write(ctx, func(w *wtx) error {
+	err = db.write(ctx, func(ctx context.Context, w *wtx) error {
 		ids, err := w.claimable(ctx, string(types), micros(p.Now), p.Budget, limit)
 		if err != nil || len(ids) == 0 {
 			return err
@@ -176,12 +180,14 @@ func (w *wtx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Row
 	return w.query(ctx, q, args...)
 }
 
-// Complete implements [deputy.Store].
+// Complete implements [deputy.Store]. It deletes the tasks of a batch with
+// one statement, in rounds so that a task completed twice in one batch is
+// written in order.
 func (db *DB) Complete(ctx context.Context, cs []deputy.Completion) ([]error, error) {
 	errs := make([]error, len(cs))
-	err := db.write(ctx, func(w *wtx) error {
-		for i, c := range cs {
-			if err := perItem(errs, i, w.complete(ctx, c)); err != nil {
+	err := db.write(ctx, func(ctx context.Context, w *wtx) error {
+		for _, round := range rounds(cs) {
+			if err := w.complete(ctx, cs, round, errs); err != nil {
 				return err
 			}
 		}
@@ -193,32 +199,105 @@ func (db *DB) Complete(ctx context.Context, cs []deputy.Completion) ([]error, er
 	return errs, nil
 }
 
-// complete writes the outcome of one run.
-func (w *wtx) complete(ctx context.Context, c deputy.Completion) error {
-	if c.Delete {
-		var hasKeys bool
-		err := w.queryRow(ctx, qCompleteDelete, c.ID, c.ClaimVersion).Scan(&hasKeys)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			return w.missingOr(ctx, c.ID, lostClaim(c.ID, c.ClaimVersion))
-		case err != nil:
+// rounds splits the indexes of cs into rounds in which every task appears
+// once: round k holds the k-th completion of each task.
+func rounds(cs []deputy.Completion) [][]int {
+	var (
+		rs   [][]int
+		seen = make(map[string]int, len(cs))
+	)
+	for i, c := range cs {
+		k := seen[c.ID]
+		seen[c.ID] = k + 1
+		if k == len(rs) {
+			rs = append(rs, make([]int, 0, len(cs)))
+		}
+		rs[k] = append(rs[k], i)
+	}
+	return rs
+}
+
+// complete writes the completions cs[i] for i in round, which name distinct
+// tasks, and sets the errors of those it cannot write.
+func (w *wtx) complete(ctx context.Context, cs []deputy.Completion, round []int, errs []error) error {
+	written := make(map[string]bool, len(round))
+	var deletes [][2]any
+	for _, i := range round {
+		c := cs[i]
+		if c.Delete {
+			deletes = append(deletes, [2]any{c.ID, c.ClaimVersion})
+			continue
+		}
+		schedule, err := jsonOrNull(c.Schedule != nil, c.Schedule)
+		if err != nil {
+			return fmt.Errorf("task %s: schedule: %w", c.ID, err)
+		}
+		n, err := w.execAffected(ctx, qComplete, micros(c.RunAt), c.Attempts, rawOrNull(c.State),
+			schedule, boolInt(c.Disable), micros(c.Now), c.ID, c.ClaimVersion)
+		if err != nil {
 			return err
 		}
-		// The run is over: nothing holds the keys any more.
-		return w.releaseKeys(ctx, c.ID, hasKeys, c.Now, sql.Null[int64]{})
+		written[c.ID] = n > 0
+	}
+	if err := w.completeDeletes(ctx, cs, round, deletes, written); err != nil {
+		return err
 	}
 
-	schedule, err := jsonOrNull(c.Schedule != nil, c.Schedule)
+	// Explain the completions that wrote nothing.
+	for _, i := range round {
+		if c := cs[i]; !written[c.ID] {
+			err := w.missingOr(ctx, c.ID, lostClaim(c.ID, c.ClaimVersion))
+			if err := perItem(errs, i, err); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// completeDeletes deletes tasks, releases their keys and marks those it
+// deleted. The runs are over, so nothing holds the keys any more.
+func (w *wtx) completeDeletes(ctx context.Context, cs []deputy.Completion, round []int,
+	deletes [][2]any, written map[string]bool,
+) error {
+	if len(deletes) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(deletes)
 	if err != nil {
 		return err
 	}
-	n, err := w.execAffected(ctx, qComplete, micros(c.RunAt), c.Attempts, rawOrNull(c.State),
-		schedule, boolInt(c.Disable), micros(c.Now), c.ID, c.ClaimVersion)
+	rows, err := w.query(ctx, qCompleteDelete, string(b))
 	if err != nil {
 		return err
 	}
-	if n == 0 {
-		return w.missingOr(ctx, c.ID, lostClaim(c.ID, c.ClaimVersion))
+	var keyed []string
+	for rows.Next() {
+		var (
+			id      string
+			hasKeys bool
+		)
+		if err := rows.Scan(&id, &hasKeys); err != nil {
+			rows.Close()
+			return err
+		}
+		written[id] = true
+		if hasKeys {
+			keyed = append(keyed, id)
+		}
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil || len(keyed) == 0 {
+		return err
+	}
+
+	now := make(map[string]time.Time, len(round))
+	for _, i := range round {
+		now[cs[i].ID] = cs[i].Now
+	}
+	for _, id := range keyed {
+		if err := w.releaseKeys(ctx, id, true, now[id], sql.Null[int64]{}); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -230,7 +309,7 @@ func lostClaim(id string, claimVersion int64) error {
 // RenewLeases implements [deputy.Store].
 func (db *DB) RenewLeases(ctx context.Context, ls []deputy.Lease) ([]error, error) {
 	errs := make([]error, len(ls))
-	err := db.write(ctx, func(w *wtx) error {
+	err := db.write(ctx, func(ctx context.Context, w *wtx) error {
 		for i, l := range ls {
 			n, err := w.execAffected(ctx, qRenewLease, micros(l.Until), l.ID, l.ClaimVersion)
 			if err == nil && n == 0 {
@@ -251,7 +330,7 @@ func (db *DB) RenewLeases(ctx context.Context, ls []deputy.Lease) ([]error, erro
 // ReleaseOwned implements [deputy.Store].
 func (db *DB) ReleaseOwned(ctx context.Context, owner string, now time.Time) (int, error) {
 	var n int64
-	err := db.write(ctx, func(w *wtx) (err error) {
+	err := db.write(ctx, func(ctx context.Context, w *wtx) (err error) {
 		n, err = w.execAffected(ctx, qReleaseOwned, micros(now), micros(now), owner)
 		return err
 	})
@@ -264,7 +343,7 @@ func (db *DB) ReleaseOwned(ctx context.Context, owner string, now time.Time) (in
 // Heartbeat implements [deputy.Store]. A heartbeat older than the node's
 // last one is ignored.
 func (db *DB) Heartbeat(ctx context.Context, node string, now time.Time) error {
-	err := db.write(ctx, func(w *wtx) error {
+	err := db.write(ctx, func(ctx context.Context, w *wtx) error {
 		_, err := w.exec(ctx, qHeartbeat, node, micros(now))
 		return err
 	})
@@ -277,7 +356,7 @@ func (db *DB) Heartbeat(ctx context.Context, node string, now time.Time) error {
 // ReleaseDeadNodes implements [deputy.Store].
 func (db *DB) ReleaseDeadNodes(ctx context.Context, cutoff, now time.Time) (int, error) {
 	var n int64
-	err := db.write(ctx, func(w *wtx) (err error) {
+	err := db.write(ctx, func(ctx context.Context, w *wtx) (err error) {
 		n, err = w.execAffected(ctx, qReleaseDead, micros(now), micros(now), micros(cutoff))
 		if err != nil {
 			return err

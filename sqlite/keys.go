@@ -202,7 +202,7 @@ func (w *wtx) enqueue(ctx context.Context, r deputy.KeyRef, secret []byte, now t
 // RecordKeys implements [deputy.Store]. Recording a key again replaces its
 // secret, user and grant time, and keeps its references.
 func (db *DB) RecordKeys(ctx context.Context, keys []deputy.Key) error {
-	err := db.write(ctx, func(w *wtx) error {
+	err := db.write(ctx, func(ctx context.Context, w *wtx) error {
 		for _, k := range keys {
 			_, err := w.exec(ctx, qRecordKey, k.Kind, k.ID, k.Secret, boolInt(k.CreatedByUser),
 				k.UserName, micros(k.GrantedAt))
@@ -220,7 +220,7 @@ func (db *DB) RecordKeys(ctx context.Context, keys []deputy.Key) error {
 
 // ReleaseKeys implements [deputy.Store].
 func (db *DB) ReleaseKeys(ctx context.Context, refs []deputy.KeyRef, now time.Time) error {
-	err := db.write(ctx, func(w *wtx) error {
+	err := db.write(ctx, func(ctx context.Context, w *wtx) error {
 		for _, r := range refs {
 			var seq int64
 			var hold sql.Null[int64]
@@ -260,7 +260,7 @@ func (db *DB) ReleaseKeys(ctx context.Context, refs []deputy.KeyRef, now time.Ti
 // QueueUnusedKeys implements [deputy.Store].
 func (db *DB) QueueUnusedKeys(ctx context.Context, cutoff, now time.Time) (int, error) {
 	var queued int
-	err := db.write(ctx, func(w *wtx) error {
+	err := db.write(ctx, func(ctx context.Context, w *wtx) error {
 		type unused struct {
 			ref    deputy.KeyRef
 			secret []byte
@@ -388,7 +388,7 @@ func (db *DB) KeysInvalidated(ctx context.Context, seqs []int64) error {
 	if err != nil {
 		return fmt.Errorf("remove invalidated keys: %w", err)
 	}
-	err = db.write(ctx, func(w *wtx) error {
+	err = db.write(ctx, func(ctx context.Context, w *wtx) error {
 		_, err := w.exec(ctx, qKeysInvalidated, string(b))
 		return err
 	})
@@ -402,7 +402,7 @@ func (db *DB) KeysInvalidated(ctx context.Context, seqs []int64) error {
 // is ignored.
 func (db *DB) KeyInvalidationFailed(ctx context.Context, seq int64, lastError string, next time.Time,
 ) error {
-	err := db.write(ctx, func(w *wtx) error {
+	err := db.write(ctx, func(ctx context.Context, w *wtx) error {
 		_, err := w.exec(ctx, qKeyFailed, lastError, micros(next), seq)
 		return err
 	})

@@ -81,7 +81,7 @@ func (db *DB) migrate(ctx context.Context) error {
 
 	for _, m := range ms[latest:] {
 		var applied bool
-		err := db.write(ctx, func(w *wtx) (err error) {
+		err := db.write(ctx, func(ctx context.Context, w *wtx) (err error) {
 			applied, err = db.apply(ctx, w.tx, m)
 			return err
 		})

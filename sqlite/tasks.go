@@ -237,7 +237,7 @@ func loadKeys(ctx context.Context, q querier, tasks []*deputy.Task, keyed []stri
 func (db *DB) Insert(ctx context.Context, tasks []*deputy.Task) ([]error, error) {
 	now := db.cfg.Now().UTC().Truncate(time.Microsecond)
 	errs := make([]error, len(tasks))
-	err := db.write(ctx, func(w *wtx) error {
+	err := db.write(ctx, func(ctx context.Context, w *wtx) error {
 		for i, t := range tasks {
 			if err := perItem(errs, i, w.insertTask(ctx, t, now)); err != nil {
 				return err
@@ -324,7 +324,7 @@ func (db *DB) getMany(ctx context.Context, ids []string) ([]*deputy.Task, error)
 		return nil, err
 	}
 	var found []*deputy.Task
-	err = db.read(ctx, func(tx *sql.Tx) error {
+	err = db.read(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT `+taskColumns+` FROM tasks
 			WHERE id IN (SELECT value FROM json_each(?))`, string(idsJSON))
 		if err != nil {
@@ -435,7 +435,7 @@ func (db *DB) Fetch(ctx context.Context, q deputy.Query) (*deputy.Page, error) {
 	args = append(args, size+1)
 
 	page := &deputy.Page{}
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err := db.read(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, query, args...)
 		if err != nil {
 			return err
@@ -482,7 +482,7 @@ func (db *DB) Aggregate(ctx context.Context, q deputy.Query) ([]deputy.Count, er
 		` GROUP BY task_type, status ORDER BY task_type, status`
 
 	var counts []deputy.Count
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err := db.read(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, query, args...)
 		if err != nil {
 			return err
@@ -508,7 +508,7 @@ func (db *DB) Update(ctx context.Context, tasks []*deputy.Task, opts deputy.Upda
 ) ([]error, error) {
 	now := opts.Now.UTC().Truncate(time.Microsecond)
 	errs := make([]error, len(tasks))
-	err := db.write(ctx, func(w *wtx) error {
+	err := db.write(ctx, func(ctx context.Context, w *wtx) error {
 		for i, t := range tasks {
 			if err := perItem(errs, i, w.updateTask(ctx, t, now, opts.ReplaceKeys)); err != nil {
 				return err
@@ -623,7 +623,7 @@ func running(s deputy.Status) bool {
 // Remove implements [deputy.Store].
 func (db *DB) Remove(ctx context.Context, ids []string, now time.Time) ([]error, error) {
 	errs := make([]error, len(ids))
-	err := db.write(ctx, func(w *wtx) error {
+	err := db.write(ctx, func(ctx context.Context, w *wtx) error {
 		for i, id := range ids {
 			var (
 				hasKeys bool

@@ -27,13 +27,17 @@ type wtx struct {
 
 // write runs fn in a write transaction, which BEGIN IMMEDIATE opens on the
 // writer connection, and commits it unless fn fails.
-func (db *DB) write(ctx context.Context, fn func(w *wtx) error) error {
+//
+// fn's statements run with a context that is never cancelled: a cancelled
+// context costs the driver a goroutine per statement. The transaction still
+// ends with ctx, which rolls it back.
+func (db *DB) write(ctx context.Context, fn func(ctx context.Context, w *wtx) error) error {
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = tx.Rollback() }()
-	if err := fn(&wtx{tx: tx, db: db}); err != nil {
+	if err := fn(context.WithoutCancel(ctx), &wtx{tx: tx, db: db}); err != nil {
 		return err
 	}
 	return tx.Commit()
@@ -91,14 +95,15 @@ func (db *DB) prepare(ctx context.Context) error {
 }
 
 // read runs fn in a read transaction on the read pool, which sees one
-// snapshot.
-func (db *DB) read(ctx context.Context, fn func(tx *sql.Tx) error) error {
+// snapshot. Like write, it runs fn's statements with a context that is never
+// cancelled, and ends the transaction with ctx.
+func (db *DB) read(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
 	tx, err := db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return err
 	}
 	defer func() { _ = tx.Rollback() }()
-	if err := fn(tx); err != nil {
+	if err := fn(context.WithoutCancel(ctx), tx); err != nil {
 		return err
 	}
 	return tx.Commit()

@@ -179,6 +179,27 @@ func testComplete(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 		wantTime(t, "QueuedAt", queued[0].QueuedAt, at(time.Second))
 	})
 
+	t.Run("SameTaskTwiceInBatch", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		mustInsert(t, s, newTask("a", typeA, base), newTask("b", typeA, base))
+		tasks := mustClaim(t, s, claimParams("node-1", base, time.Minute, 10, typeA))
+		if len(tasks) != 2 {
+			t.Fatalf("Claim = %v, want 2 tasks", taskIDs(tasks))
+		}
+		cv := map[string]int64{tasks[0].ID: tasks[0].ClaimVersion, tasks[1].ID: tasks[1].ClaimVersion}
+
+		errs, err := s.Complete(t.Context(), []deputy.Completion{
+			{ID: "a", ClaimVersion: cv["a"], Now: at(time.Second), RunAt: at(time.Hour)},
+			{ID: "b", ClaimVersion: cv["b"], Now: at(time.Second), Delete: true},
+			{ID: "a", ClaimVersion: cv["a"], Now: at(time.Second), RunAt: at(2 * time.Hour)},
+			{ID: "b", ClaimVersion: cv["b"], Now: at(time.Second), Delete: true},
+		})
+		wantItemCodes(t, "Complete", errs, err, "", "", deputy.ECONFLICT, deputy.ENOTFOUND)
+		wantTime(t, "RunAt", mustGet(t, s, "a").RunAt, at(time.Hour))
+		mustNotExist(t, s, "b")
+	})
+
 	t.Run("Batch", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)

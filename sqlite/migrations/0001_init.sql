@@ -45,8 +45,6 @@ CREATE TABLE tasks (
 CREATE INDEX tasks_claim ON tasks (eff_priority DESC, due_at, id, task_type)
 	WHERE enabled = 1 AND due_at IS NOT NULL;
 CREATE INDEX tasks_run_at ON tasks (run_at, id);
-CREATE INDEX tasks_type_status ON tasks (task_type, status);
-CREATE INDEX tasks_owner ON tasks (owner_id) WHERE owner_id IS NOT NULL;
 
 CREATE TABLE task_keys (
 	task_id         TEXT    NOT NULL REFERENCES tasks (id) DEFERRABLE INITIALLY DEFERRED,
