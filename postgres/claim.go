@@ -28,6 +28,10 @@ import (
 // nested loop keeps that order, so the first $3 rows locked are the first in
 // claim order. fit recomputes the order anyway: the window sums costs over
 // the locked rows and the update keeps the prefix that fits the budget.
+// The update finds its rows with id = ANY(ARRAY(...)), which always probes
+// the primary key: a join on fit lets the planner, misled by the LIMIT,
+// hash-join against a scan of the whole table. scheduled_at = t.due_at
+// takes the due time from the row as locked.
 const claimSQL = `
 WITH RECURSIVE prio (p) AS (
     (SELECT eff_priority FROM tasks
@@ -54,16 +58,15 @@ locked AS (
     LIMIT $3
 ),
 fit AS (
-    SELECT id, due_at, sum(eff_cost) OVER (
+    SELECT id, sum(eff_cost) OVER (
         ORDER BY eff_priority DESC, due_at, id ROWS UNBOUNDED PRECEDING) AS total
     FROM locked
 )
 UPDATE tasks t
 SET status = 'running', owner_id = $5, started_at = $1, attempts = t.attempts + 1,
-    retry_at = $6, scheduled_at = fit.due_at, version = t.version + 1,
+    retry_at = $6, scheduled_at = t.due_at, version = t.version + 1,
     claim_version = t.version + 1
-FROM fit
-WHERE t.id = fit.id AND fit.total <= $4
+WHERE t.id = ANY (ARRAY(SELECT id FROM fit WHERE total <= $4))
 RETURNING `
 
 // Claim marks up to a budget of due tasks as running by p.Owner and returns
@@ -130,7 +133,7 @@ gone AS (
 ),
 ` + removeSQL + `
 UNION ALL
-SELECT id, NULL, NULL, NULL, NULL FROM done`
+SELECT id, NULL, NULL, NULL, NULL, NULL FROM done`
 
 // completionArrays holds a batch of completions column by column.
 type completionArrays struct {
@@ -235,8 +238,9 @@ func completeRows(ctx context.Context, q querier, args []any) (map[string]bool, 
 			id          string
 			hold, at    *time.Time
 			kind, keyID *string
+			byUser      *bool
 		)
-		if err := rows.Scan(&id, &hold, &at, &kind, &keyID); err != nil {
+		if err := rows.Scan(&id, &hold, &at, &kind, &keyID, &byUser); err != nil {
 			return nil, err
 		}
 		written[id] = true

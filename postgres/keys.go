@@ -40,6 +40,9 @@ type keyDelta struct {
 	hold *time.Time
 	// at is when the key was released, if not at the write's time.
 	at time.Time
+	// byUser is set when a task released it as a key the user created: it
+	// is never queued, whatever its record says.
+	byUser bool
 }
 
 func newKeyChanges(now time.Time) *keyChanges {
@@ -68,10 +71,12 @@ func (c *keyChanges) use(k deputy.TaskKey, userName string) {
 
 // release records that a task no longer references ref. hold is the lease
 // of the run that may still use it, if the task was running; at, when not
-// zero, is when the task let go of it.
-func (c *keyChanges) release(ref deputy.KeyRef, hold *time.Time, at time.Time) {
+// zero, is when the task let go of it; byUser, whether the task had it as a
+// key the user created.
+func (c *keyChanges) release(ref deputy.KeyRef, hold *time.Time, at time.Time, byUser bool) {
 	d := c.delta(ref)
 	d.n--
+	d.byUser = d.byUser || byUser
 	if hold != nil && (d.hold == nil || hold.After(*d.hold)) {
 		d.hold = hold
 	}
@@ -152,11 +157,11 @@ func applyKeyChanges(ctx context.Context, tx pgx.Tx, c *keyChanges, locked map[d
 	extra ...stmt,
 ) error {
 	var (
-		up      upsertArrays
-		gone    []deputy.KeyRef
-		holds   []*time.Time
-		queued  []time.Time
-		skipped int
+		up     upsertArrays
+		gone   []deputy.KeyRef
+		holds  []*time.Time
+		queued []time.Time
+		byUser []bool
 	)
 	for _, ref := range c.refs() {
 		d := c.deltas[ref]
@@ -167,19 +172,19 @@ func applyKeyChanges(ctx context.Context, tx pgx.Tx, c *keyChanges, locked map[d
 			gone = append(gone, ref)
 			holds = append(holds, d.hold)
 			queued = append(queued, cmp.Or(d.at, c.now))
+			byUser = append(byUser, d.byUser)
 		case ok || (d.n > 0 && d.adopt != nil):
 			up.add(ref, d, c.now)
-		default:
-			// A released key without a record: nothing to count down.
-			skipped++
 		}
+		// Otherwise the key has no record: a released key has nothing to
+		// count down, and the callers refuse unrecorded non-user keys.
 	}
 	if len(up.kinds) == 0 && len(gone) == 0 && len(extra) == 0 {
 		return nil
 	}
 
 	goneKinds, goneIDs := refArrays(gone)
-	args := append(up.args(), goneKinds, goneIDs, holds, queued)
+	args := append(up.args(), goneKinds, goneIDs, holds, queued, byUser)
 	sql := `
 WITH up AS (
     INSERT INTO api_keys (kind, key_id, secret, refs, created_by_user, user_name, granted_at)
@@ -189,19 +194,29 @@ WITH up AS (
 ),
 gone AS (
     DELETE FROM api_keys a
-    USING unnest($8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[])
-        AS z(kind, key_id, hold_until, queued_at)
+    USING unnest($8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[],
+        $12::boolean[]) AS z(kind, key_id, hold_until, queued_at, by_user)
     WHERE a.kind = z.kind AND a.key_id = z.key_id
-    RETURNING a.kind, a.key_id, a.secret, a.created_by_user, z.hold_until, z.queued_at
+    RETURNING a.kind, a.key_id, a.secret, a.created_by_user OR z.by_user AS created_by_user,
+        z.hold_until, z.queued_at
 )`
 	for i, e := range extra {
 		sql += fmt.Sprintf(",\nx%d AS (%s)", i, renumber(e.sql, len(args)))
 		args = append(args, e.args...)
 	}
-	sql += `
+	// A key queued before and granted again has an entry already: extend its
+	// hold rather than queue it twice.
+	sql += `,
+held AS (
+    UPDATE api_key_invalidations q SET hold_until = GREATEST(q.hold_until, g.hold_until)
+    FROM gone g
+    WHERE q.kind = g.kind AND q.key_id = g.key_id AND NOT g.created_by_user
+)
 INSERT INTO api_key_invalidations (kind, key_id, secret, queued_at, hold_until)
-SELECT kind, key_id, secret, queued_at, hold_until FROM gone WHERE NOT created_by_user
-ORDER BY kind, key_id`
+SELECT g.kind, g.key_id, g.secret, g.queued_at, g.hold_until FROM gone g
+WHERE NOT g.created_by_user AND NOT EXISTS (
+    SELECT 1 FROM api_key_invalidations q WHERE q.kind = g.kind AND q.key_id = g.key_id)
+ORDER BY g.kind, g.key_id`
 	if _, err := tx.Exec(ctx, sql, args...); err != nil {
 		return fmt.Errorf("count key references: %w", err)
 	}
@@ -342,12 +357,15 @@ ON CONFLICT (kind, key_id) DO NOTHING`, a.args()...)
 }
 
 // queueUnreferenced deletes the records that match cond and have no
-// reference, and queues those the user did not create. It returns how many
-// it queued.
+// reference, and queues those the user did not create. A key already queued
+// is left alone, record included: it was granted again after it was queued,
+// and the entry in the queue will invalidate it. It returns how many keys it
+// queued.
 func (db *DB) queueUnreferenced(ctx context.Context, cond string, args ...any) (int, error) {
 	tag, err := db.pool.Exec(ctx, `
 WITH gone AS (
-    DELETE FROM api_keys a WHERE a.refs = 0 AND `+cond+`
+    DELETE FROM api_keys a WHERE a.refs = 0 AND `+cond+` AND NOT EXISTS (
+        SELECT 1 FROM api_key_invalidations q WHERE q.kind = a.kind AND q.key_id = a.key_id)
     RETURNING a.kind, a.key_id, a.secret, a.created_by_user
 )
 INSERT INTO api_key_invalidations (kind, key_id, secret, queued_at)
@@ -357,9 +375,9 @@ ORDER BY kind, key_id`, args...)
 }
 
 // ReleaseKeys queues the given keys for invalidation when their records
-// show no reference. Keys in use keep their records, and keys without one
-// (already queued, or never recorded) are left alone: the store cannot tell
-// an unrecorded key from one the user owns.
+// show no reference. Keys in use or already queued keep their records, and
+// keys without one are left alone: the store cannot tell an unrecorded key
+// from one the user owns.
 func (db *DB) ReleaseKeys(ctx context.Context, refs []deputy.KeyRef, now time.Time) error {
 	if len(refs) == 0 {
 		return nil

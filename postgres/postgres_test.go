@@ -103,7 +103,13 @@ func TestOpen_ErrConfig(t *testing.T) {
 
 func TestOpen_StatementTimeout(t *testing.T) {
 	t.Parallel()
-	db := mustOpen(t, newSchema(t), func(c *Config) { c.StatementTimeout = 50 * time.Millisecond })
+	schema := newSchema(t)
+	mustOpen(t, schema, func(c *Config) { c.NoListen = true })
+	db := mustOpen(t, schema, func(c *Config) {
+		c.Migrate = false
+		c.NoListen = true
+		c.StatementTimeout = 50 * time.Millisecond
+	})
 	_, err := db.Pool().Exec(t.Context(), "SELECT pg_sleep(5)")
 	if !isCode(err, "57014") {
 		t.Fatalf("pg_sleep(5) under a 50ms statement timeout: %v, want query_canceled", err)
@@ -444,5 +450,37 @@ func TestClaim_LostConnection(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("Claim still failing: %v", err)
 		}
+	}
+}
+
+// TestKeys_UserKeyNeverQueued checks that a key a task holds as the user's
+// own is never queued for invalidation, even if its record says otherwise.
+func TestKeys_UserKeyNeverQueued(t *testing.T) {
+	t.Parallel()
+	db := mustOpen(t, newSchema(t), func(c *Config) { c.NoListen = true })
+	now := time.Now()
+	err := db.RecordKeys(t.Context(), []deputy.Key{{Kind: "es", ID: "mine", Secret: []byte("s"),
+		GrantedAt: now}})
+	if err != nil {
+		t.Fatalf("RecordKeys: %v", err)
+	}
+	task := dueTask("a", now.Add(time.Hour))
+	task.Keys = []deputy.TaskKey{{Kind: "es", ID: "mine", Secret: []byte("s"), CreatedByUser: true}}
+	mustInsert(t, db, task)
+
+	errs, err := db.Remove(t.Context(), []string{"a"}, now)
+	if err == nil {
+		err = errors.Join(errs...)
+	}
+	if err != nil {
+		t.Fatalf("Remove: %v", err)
+	}
+	keys, err := db.PendingKeys(t.Context(), deputy.PendingQuery{})
+	if err != nil || len(keys) != 0 {
+		t.Fatalf("PendingKeys = %v, %v; want none", keys, err)
+	}
+	if n, recorded, err := db.KeyRefs(t.Context(), deputy.KeyRef{Kind: "es", ID: "mine"}); err != nil ||
+		n != 0 || recorded {
+		t.Fatalf("KeyRefs = %d, %t, %v; want the record gone", n, recorded, err)
 	}
 }

@@ -514,12 +514,12 @@ func updateKeyed(ctx context.Context, tx pgx.Tx, tasks []*deputy.Task, idx []int
 	type current struct {
 		version int64
 		hold    *time.Time
-		keys    []deputy.KeyRef
+		keys    []deputy.TaskKey
 	}
 	cur := map[string]*current{}
 	rows, err := tx.Query(ctx, `
 SELECT t.id, t.version, CASE WHEN t.status IN ('running', 'claiming') THEN t.retry_at END,
-    k.kind, k.key_id
+    k.kind, k.key_id, k.created_by_user
 FROM tasks t LEFT JOIN task_keys k ON k.task_id = t.id
 WHERE t.id = ANY($1)
 ORDER BY t.id
@@ -533,8 +533,9 @@ FOR UPDATE OF t`, ids)
 			v           int64
 			hold        *time.Time
 			kind, keyID *string
+			byUser      *bool
 		)
-		if err := rows.Scan(&id, &v, &hold, &kind, &keyID); err != nil {
+		if err := rows.Scan(&id, &v, &hold, &kind, &keyID, &byUser); err != nil {
 			rows.Close()
 			return nil, err
 		}
@@ -544,7 +545,7 @@ FOR UPDATE OF t`, ids)
 			cur[id] = c
 		}
 		if kind != nil {
-			c.keys = append(c.keys, deputy.KeyRef{Kind: *kind, ID: *keyID})
+			c.keys = append(c.keys, deputy.TaskKey{Kind: *kind, ID: *keyID, CreatedByUser: *byUser})
 		}
 	}
 	rows.Close()
@@ -564,7 +565,9 @@ FOR UPDATE OF t`, ids)
 			continue // updateRows finds it missing or stale
 		}
 		write = append(write, i)
-		refs = append(refs, c.keys...)
+		for _, k := range c.keys {
+			refs = append(refs, deputy.KeyRef{Kind: k.Kind, ID: k.ID})
+		}
 		for _, k := range tasks[i].Keys {
 			refs = append(refs, deputy.KeyRef{Kind: k.Kind, ID: k.ID})
 		}
@@ -601,8 +604,9 @@ FOR UPDATE OF t`, ids)
 		}
 		written = append(written, t.ID)
 		c := cur[t.ID]
-		for _, ref := range c.keys {
-			changes.release(ref, c.hold, time.Time{})
+		for _, k := range c.keys {
+			changes.release(deputy.KeyRef{Kind: k.Kind, ID: k.ID}, c.hold, time.Time{},
+				k.CreatedByUser)
 		}
 		for _, k := range t.Keys {
 			changes.use(k, userName(t))
@@ -624,9 +628,9 @@ FOR UPDATE OF t`, ids)
 const removeSQL = `
 k AS (
     DELETE FROM task_keys k USING gone WHERE gone.has_keys AND k.task_id = gone.id
-    RETURNING k.task_id, k.kind, k.key_id
+    RETURNING k.task_id, k.kind, k.key_id, k.created_by_user
 )
-SELECT gone.id, gone.hold, gone.at, k.kind, k.key_id
+SELECT gone.id, gone.hold, gone.at, k.kind, k.key_id, k.created_by_user
 FROM gone LEFT JOIN k ON k.task_id = gone.id`
 
 // Remove deletes tasks and releases their keys in the same transaction.
@@ -681,15 +685,16 @@ func deleteWithKeys(ctx context.Context, tx pgx.Tx, now time.Time, sql string, a
 			id          string
 			hold, at    *time.Time
 			kind, keyID *string
+			byUser      *bool
 		)
-		if err := rows.Scan(&id, &hold, &at, &kind, &keyID); err != nil {
+		if err := rows.Scan(&id, &hold, &at, &kind, &keyID, &byUser); err != nil {
 			rows.Close()
 			return nil, err
 		}
 		gone[id] = true
 		if kind != nil {
 			ref := deputy.KeyRef{Kind: *kind, ID: *keyID}
-			changes.release(ref, utcPtr(hold), at.UTC())
+			changes.release(ref, utcPtr(hold), at.UTC(), *byUser)
 			refs = append(refs, ref)
 		}
 	}

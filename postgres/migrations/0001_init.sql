@@ -1,13 +1,16 @@
 -- 0001: tasks, their keys, key records, the invalidation queue and nodes.
+--
+-- Identifiers are COLLATE "C": they compare as bytes, which is faster than
+-- a locale's rules, and orders ids the same on every server and in Go.
 
 -- Tasks are updated on every claim, lease renewal and completion. fillfactor
 -- leaves room on each page so that a row's new version usually lands on the
 -- same page, and the aggressive autovacuum settings keep dead versions from
 -- piling up in a table that churns.
 CREATE TABLE tasks (
-    id               text        PRIMARY KEY,
-    task_type        text        NOT NULL,
-    status           text        NOT NULL,
+    id               text        COLLATE "C" PRIMARY KEY,
+    task_type        text        COLLATE "C" NOT NULL,
+    status           text        COLLATE "C" NOT NULL,
     enabled          boolean     NOT NULL,
     eff_priority     integer     NOT NULL,
     eff_cost         integer     NOT NULL,
@@ -21,11 +24,11 @@ CREATE TABLE tasks (
     retry_at         timestamptz,
     created_at       timestamptz NOT NULL,
     updated_at       timestamptz NOT NULL,
-    owner_id         text        NOT NULL DEFAULT '',
+    owner_id         text        COLLATE "C" NOT NULL DEFAULT '',
     priority         integer,
     cost             integer,
-    space_id         text        NOT NULL DEFAULT '',
-    user_name        text,
+    space_id         text        COLLATE "C" NOT NULL DEFAULT '',
+    user_name        text        COLLATE "C",
     traceparent      text        NOT NULL DEFAULT '',
     timeout_override text        NOT NULL DEFAULT '',
     scope            text[],
@@ -58,9 +61,9 @@ CREATE INDEX tasks_owner_idx ON tasks (owner_id) WHERE status IN ('running', 'cl
 
 -- The keys a task runs with, one per kind.
 CREATE TABLE task_keys (
-    task_id         text    NOT NULL,
-    kind            text    NOT NULL,
-    key_id          text    NOT NULL,
+    task_id         text    COLLATE "C" NOT NULL,
+    kind            text    COLLATE "C" NOT NULL,
+    key_id          text    COLLATE "C" NOT NULL,
     secret          bytea,
     created_by_user boolean NOT NULL DEFAULT false,
     PRIMARY KEY (task_id, kind)
@@ -70,8 +73,8 @@ CREATE INDEX task_keys_key_idx ON task_keys (kind, key_id);
 
 -- One record per key in use or granted, counting the tasks that reference it.
 CREATE TABLE api_keys (
-    kind            text        NOT NULL,
-    key_id          text        NOT NULL,
+    kind            text        COLLATE "C" NOT NULL,
+    key_id          text        COLLATE "C" NOT NULL,
     secret          bytea,
     refs            integer     NOT NULL DEFAULT 0,
     created_by_user boolean     NOT NULL DEFAULT false,
@@ -86,8 +89,8 @@ CREATE INDEX api_keys_unused_idx ON api_keys (granted_at) WHERE refs = 0;
 -- Keys waiting to be invalidated.
 CREATE TABLE api_key_invalidations (
     seq             bigserial   PRIMARY KEY,
-    kind            text        NOT NULL,
-    key_id          text        NOT NULL,
+    kind            text        COLLATE "C" NOT NULL,
+    key_id          text        COLLATE "C" NOT NULL,
     secret          bytea,
     queued_at       timestamptz NOT NULL,
     hold_until      timestamptz,
@@ -101,6 +104,6 @@ CREATE INDEX api_key_invalidations_queued_idx ON api_key_invalidations (queued_a
 
 -- Nodes that heartbeat.
 CREATE TABLE nodes (
-    id        text        PRIMARY KEY,
+    id        text        COLLATE "C" PRIMARY KEY,
     last_seen timestamptz NOT NULL
 );
