@@ -41,7 +41,8 @@ func newAPIClient(server, space string, auth deputy.Secret) (*apiClient, error) 
 // do calls method path with a JSON body (nil for none; raw JSON is sent as
 // it is) and decodes a JSON response into out (nil to discard it). A
 // response with an error status is returned as a [deputy.Error].
-func (c *apiClient) do(ctx context.Context, method, path string, q url.Values, body, out any) error {
+func (c *apiClient) do(ctx context.Context, method, path string, q url.Values, body, out any,
+) error {
 	var r io.Reader
 	switch b := body.(type) {
 	case nil:

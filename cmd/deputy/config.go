@@ -252,7 +252,8 @@ func (c *Config) loadFile(r io.Reader) error {
 
 func (c *Config) applyNode(n *yaml.Node, prefix string) error {
 	if n.Kind != yaml.MappingNode {
-		return fmt.Errorf("line %d: %s must be a mapping", n.Line, cmp.Or(strings.TrimSuffix(prefix, "."), "the file"))
+		what := cmp.Or(strings.TrimSuffix(prefix, "."), "the file")
+		return fmt.Errorf("line %d: %s must be a mapping", n.Line, what)
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		name, val := prefix+n.Content[i].Value, n.Content[i+1]
@@ -349,7 +350,8 @@ func addConfigFlags(fs *pflag.FlagSet) {
 		fs.String(k.flag(), "", usage)
 	}
 	fs.String("store", "", "alias of --store-driver: sqlite or postgres")
-	fs.String("database-url", "", "PostgreSQL URL, as store.url (prefer DATABASE_URL: flags are visible to other users)")
+	fs.String("database-url", "",
+		"PostgreSQL URL, as store.url (prefer DATABASE_URL: flags are visible to other users)")
 }
 
 // loadFlags applies the flags that were set.
@@ -381,7 +383,8 @@ func (c *Config) loadFlags(fs *pflag.FlagSet) error {
 
 // loadConfig reads the configuration from its sources: defaults, the file
 // at path (if any), the environment and the flags that were set.
-func loadConfig(path string, lookup func(string) (string, bool), fs *pflag.FlagSet) (Config, error) {
+func loadConfig(path string, lookup func(string) (string, bool), fs *pflag.FlagSet,
+) (Config, error) {
 	c := defaultConfig()
 	if path != "" {
 		f, err := os.Open(path)
@@ -441,8 +444,8 @@ func (c *Config) validate() error {
 	}
 	for _, ch := range checks {
 		if !slices.Contains(ch.allowed, ch.value) {
-			return fmt.Errorf("%s: %q must be one of %s", ch.key, ch.value,
-				strings.Join(slices.DeleteFunc(slices.Clone(ch.allowed), func(s string) bool { return s == "" }), ", "))
+			named := slices.DeleteFunc(slices.Clone(ch.allowed), func(s string) bool { return s == "" })
+			return fmt.Errorf("%s: %q must be one of %s", ch.key, ch.value, strings.Join(named, ", "))
 		}
 	}
 	if c.Store.Driver == "postgres" && c.Store.URL == "" {

@@ -248,7 +248,8 @@ func TestConfig_SecretsHaveNoFlags(t *testing.T) {
 		map[string]string{"DEPUTY_ELASTICSEARCH_PASSWORD": "pw"})
 	if c.EncryptionKey.Reveal() != "k1" || len(c.DecryptionOnlyKeys) != 2 ||
 		c.Elasticsearch.Password.Reveal() != "pw" {
-		t.Fatalf("secrets = %q %q %q", c.EncryptionKey.Reveal(), c.DecryptionOnlyKeys, c.Elasticsearch.Password.Reveal())
+		t.Fatalf("secrets = %q %q %q",
+			c.EncryptionKey.Reveal(), c.DecryptionOnlyKeys, c.Elasticsearch.Password.Reveal())
 	}
 }
 

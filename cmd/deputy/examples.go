@@ -33,11 +33,12 @@ func exampleTasks(addr string) []deputy.NewTask {
 	for i := range minutes {
 		minutes[i] = i
 	}
+	health := "http://" + selfAddr(addr) + "/api/task_manager/_health"
 	return []deputy.NewTask{
 		{
 			ID:       exampleHealthCheck,
 			Type:     builtin.HTTPType,
-			Params:   mustJSON(map[string]any{"url": "http://" + selfAddr(addr) + "/api/task_manager/_health"}),
+			Params:   mustJSON(map[string]any{"url": health}),
 			Schedule: &deputy.Schedule{Interval: "10s"},
 			Scope:    []string{"examples"},
 		},

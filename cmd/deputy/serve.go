@@ -162,7 +162,8 @@ type daemon struct {
 }
 
 // newDaemon opens the store and builds the manager and the API.
-func newDaemon(ctx context.Context, cfg Config, opts serveOptions, log *slog.Logger) (*daemon, error) {
+func newDaemon(ctx context.Context, cfg Config, opts serveOptions, log *slog.Logger,
+) (*daemon, error) {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}

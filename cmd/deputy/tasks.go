@@ -83,8 +83,10 @@ func newScheduleCmd(e *env, tf *tasksFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "schedule",
 		Short: "Schedule a task",
-		Example: `  deputy tasks schedule --type http --params '{"url":"http://127.0.0.1:7420/api/task_manager/_health"}' --interval 10s
-  deputy tasks schedule --type noop --rrule '{"freq":"DAILY","tzid":"Europe/Paris","byhour":[9],"byminute":[0]}'
+		Example: `  deputy tasks schedule --type http --interval 10s \
+    --params '{"url":"http://127.0.0.1:7420/api/task_manager/_health"}'
+  deputy tasks schedule --type noop \
+    --rrule '{"freq":"DAILY","tzid":"Europe/Paris","byhour":[9],"byminute":[0]}'
   deputy tasks schedule -f task.json`,
 		Args: args(cobra.NoArgs),
 	}
@@ -202,7 +204,8 @@ func newGetCmd(e *env, tf *tasksFlags) *cobra.Command {
 				return err
 			}
 			var t json.RawMessage
-			if err := c.do(cmd.Context(), http.MethodGet, "/api/tasks/"+url.PathEscape(a[0]), nil, nil, &t); err != nil {
+			path := "/api/tasks/" + url.PathEscape(a[0])
+			if err := c.do(cmd.Context(), http.MethodGet, path, nil, nil, &t); err != nil {
 				return err
 			}
 			return printTask(e.stdout, tf.output, t)
