@@ -141,6 +141,7 @@ func (db *DB) listen(cfg *pgx.ConnConfig) (listened bool, err error) {
 		switch {
 		case err == nil:
 			if n.Payload == db.channel {
+				db.notified.Add(1)
 				db.deliver()
 			}
 		case db.ctx.Err() != nil:

@@ -35,11 +35,12 @@ var (
 	_ deputy.Notifier = (*DB)(nil)
 )
 
-// Defaults of [Config].
-const (
-	DefaultNotifyInterval = 5 * time.Millisecond
-	defaultAppName        = "deputy"
-)
+// DefaultNotifyInterval is the default of [Config.NotifyInterval].
+const DefaultNotifyInterval = 5 * time.Millisecond
+
+// defaultAppName is the application_name of connections whose URL sets
+// none, so that the store's sessions stand out in pg_stat_activity.
+const defaultAppName = "deputy"
 
 // Config configures [Open].
 type Config struct {
@@ -108,10 +109,12 @@ type DB struct {
 	wakeups chan struct{} // delivered to [DB.Wakeups]
 	notify  chan struct{} // requests a NOTIFY; buffered 1 so requests coalesce
 
-	// listening is signalled each time the listener starts listening, and
-	// listenPID is its backend's pid: tests wait on and kill it.
+	// listening is signalled each time the listener starts listening,
+	// listenPID is its backend's pid and notified counts the notifications
+	// it delivered: tests wait on, kill and count it.
 	listening chan struct{}
 	listenPID atomic.Uint32
+	notified  atomic.Int64
 
 	ctx       context.Context // the store's lifetime, cancelled by Close
 	cancel    context.CancelFunc
