@@ -33,7 +33,7 @@ type Manager struct {
 
 	stopPoll   chan struct{} // closed to end the claim loop
 	pollExited chan struct{} // closed when the claim loop has ended
-	pool    *pool
+	pool       *pool
 }
 
 // New returns a manager over store. Register definitions, then Start it to

@@ -26,8 +26,8 @@ type pool struct {
 	ctx       context.Context // parent of run contexts
 	cancelAll func(error)
 	endWrites context.CancelFunc // cancels the completer's writes
-	freed     chan struct{}   // buffered 1: a slot was freed
-	completes chan Completion // to the completer
+	freed     chan struct{}      // buffered 1: a slot was freed
+	completes chan Completion    // to the completer
 	flushReq  chan chan struct{}
 	quit      chan struct{} // closed to end the completer
 	done      chan struct{} // closed when the completer exits
