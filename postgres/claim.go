@@ -178,7 +178,7 @@ func (a *completionArrays) args() []any {
 // run is over.
 func (db *DB) Complete(ctx context.Context, cs []deputy.Completion) ([]error, error) {
 	errs := make([]error, len(cs))
-	first, dups := rounds(len(cs), func(i int) string { return cs[i].ID })
+	first, dups := splitDups(len(cs), func(i int) string { return cs[i].ID })
 	now := db.now()
 	var (
 		a    completionArrays
@@ -286,7 +286,7 @@ func resolveFailures(ctx context.Context, q querier, cand, dups []int, id func(i
 // update read before it cannot put the old lease back.
 func (db *DB) RenewLeases(ctx context.Context, ls []deputy.Lease) ([]error, error) {
 	errs := make([]error, len(ls))
-	first, dups := rounds(len(ls), func(i int) string { return ls[i].ID })
+	first, dups := splitDups(len(ls), func(i int) string { return ls[i].ID })
 	var (
 		ids    []string
 		claims []int64
@@ -313,8 +313,9 @@ RETURNING t.id`, ids, claims, until)
 	for _, id := range renewed {
 		written[id] = true
 	}
-	failed, err := resolveFailures(ctx, db.pool, first, dups, func(i int) string { return ls[i].ID },
-		written, "not running under this claim")
+	id := func(i int) string { return ls[i].ID }
+	failed, err := resolveFailures(ctx, db.pool, first, dups, id, written,
+		"not running under this claim")
 	if err != nil {
 		return nil, fmt.Errorf("renew leases: %w", wrapErr(err))
 	}

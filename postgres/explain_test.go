@@ -88,7 +88,8 @@ func TestClaim_Plan(t *testing.T) {
 		}
 		t.Logf("claim plan, %d tasks, budget %d:\n%s", n+1000, budget, plan)
 
-		if strings.Contains(plan, "Seq Scan on tasks") || !strings.Contains(plan, "tasks_claim_idx") {
+		if strings.Contains(plan, "Seq Scan on tasks") ||
+			!strings.Contains(plan, "tasks_claim_idx") {
 			t.Fatalf("claim does not use tasks_claim_idx")
 		}
 		m := executionTime.FindStringSubmatch(plan)

@@ -35,18 +35,20 @@ func migrations() ([]migration, error) {
 		return nil, err
 	}
 	var ms []migration
-	for _, name := range names {
-		base := path.Base(name)
+	for _, file := range names {
+		base := path.Base(file)
 		num, _, ok := strings.Cut(base, "_")
 		v, err := strconv.Atoi(num)
 		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("migration %s: name must start with a positive number and _", base)
+			return nil, fmt.Errorf("migration %s: name must start with a positive number and _",
+				base)
 		}
-		b, err := migrationFS.ReadFile(name)
+		b, err := migrationFS.ReadFile(file)
 		if err != nil {
 			return nil, err
 		}
-		ms = append(ms, migration{version: v, name: strings.TrimSuffix(base, ".sql"), sql: string(b)})
+		name := strings.TrimSuffix(base, ".sql")
+		ms = append(ms, migration{version: v, name: name, sql: string(b)})
 	}
 	slices.SortFunc(ms, func(a, b migration) int { return a.version - b.version })
 	for i := 1; i < len(ms); i++ {
@@ -93,8 +95,9 @@ func (db *DB) Migrate(ctx context.Context) error {
 				return err
 			}
 			var done bool
-			err = tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM deputy_migrations WHERE version = $1)",
-				m.version).Scan(&done)
+			err = tx.QueryRow(ctx,
+				"SELECT EXISTS (SELECT 1 FROM deputy_migrations WHERE version = $1)", m.version,
+			).Scan(&done)
 			if err != nil || done {
 				return err
 			}

@@ -101,10 +101,12 @@ func (c Config) validate() error {
 
 // DB is a [deputy.Store] on PostgreSQL. It is safe for concurrent use.
 type DB struct {
-	pool    *pgxpool.Pool
-	cfg     Config
-	log     *slog.Logger
-	channel string // NOTIFY payload: the schema, so that stores sharing a database ignore each other
+	pool *pgxpool.Pool
+	cfg  Config
+	log  *slog.Logger
+	// channel is the NOTIFY payload: the schema, so that stores sharing a
+	// database ignore each other's wakeups.
+	channel string
 
 	wakeups chan struct{} // delivered to [DB.Wakeups]
 	notify  chan struct{} // requests a NOTIFY; buffered 1 so requests coalesce
@@ -183,7 +185,8 @@ func (db *DB) prepare(ctx context.Context) error {
 			return wrapErr(err)
 		}
 	} else {
-		_, err := db.pool.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{db.cfg.Schema}.Sanitize())
+		schema := pgx.Identifier{db.cfg.Schema}.Sanitize()
+		_, err := db.pool.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+schema)
 		// NB: concurrent CREATE SCHEMA IF NOT EXISTS can still collide on the
 		// catalog's unique index; the schema exists either way.
 		if err != nil && !isCode(err, "23505", "42P06") {

@@ -125,7 +125,8 @@ func TestOpen_ErrUnavailable(t *testing.T) {
 	t.Parallel()
 	testURL(t)
 	// Nothing listens on port 1.
-	_, err := Open(t.Context(), Config{URL: "postgres://postgres@127.0.0.1:1/postgres?connect_timeout=5"})
+	const url = "postgres://postgres@127.0.0.1:1/postgres?connect_timeout=5"
+	_, err := Open(t.Context(), Config{URL: url})
 	if code := deputy.ErrorCode(err); code != deputy.EUNAVAILABLE {
 		t.Fatalf("Open of an unreachable server: %v (code %q), want %q", err, code,
 			deputy.EUNAVAILABLE)
@@ -364,7 +365,8 @@ func TestClaim_SeveralNodes(t *testing.T) {
 	)
 	for i, db := range dbs {
 		wg.Go(func() {
-			errs[i] = burnDown(t.Context(), db, fmt.Sprintf("node-%d", i), now, 20, func(id string) {
+			owner := fmt.Sprintf("node-%d", i)
+			errs[i] = burnDown(t.Context(), db, owner, now, 20, func(id string) {
 				mu.Lock()
 				claims[id]++
 				mu.Unlock()
@@ -439,7 +441,8 @@ func TestClaim_LostConnection(t *testing.T) {
 	}
 	pid = conn.Conn().PgConn().PID()
 	conn.Release()
-	if _, err := killer.Pool().Exec(t.Context(), "SELECT pg_terminate_backend($1)", pid); err != nil {
+	_, err = killer.Pool().Exec(t.Context(), "SELECT pg_terminate_backend($1)", pid)
+	if err != nil {
 		t.Fatalf("terminate: %v", err)
 	}
 
@@ -488,8 +491,8 @@ func TestKeys_UserKeyNeverQueued(t *testing.T) {
 	if err != nil || len(keys) != 0 {
 		t.Fatalf("PendingKeys = %v, %v; want none", keys, err)
 	}
-	if n, recorded, err := db.KeyRefs(t.Context(), deputy.KeyRef{Kind: "es", ID: "mine"}); err != nil ||
-		n != 0 || recorded {
+	n, recorded, err := db.KeyRefs(t.Context(), deputy.KeyRef{Kind: "es", ID: "mine"})
+	if err != nil || n != 0 || recorded {
 		t.Fatalf("KeyRefs = %d, %t, %v; want the record gone", n, recorded, err)
 	}
 }

@@ -189,9 +189,6 @@ const taskUnnest = `unnest(
     has_keys, run_at, scheduled_at, started_at, retry_at, owner_id, priority, cost, space_id,
     user_name, traceparent, timeout_override, scope, params, state, schedule, user_scope)`
 
-// taskArgCount is the number of arguments taskUnnest takes.
-const taskArgCount = 26
-
 func (a *taskArrays) args() []any {
 	return []any{
 		a.ids, a.types, a.statuses, a.enabled, a.effPriority, a.effCost, a.attempts,
@@ -342,9 +339,9 @@ func claimableNow(t *deputy.Task, now time.Time) bool {
 	return false
 }
 
-// rounds splits n items keyed by id into the unique first occurrences and the
-// indexes of later duplicates, which bulk calls fail.
-func rounds(n int, id func(i int) string) (first, dups []int) {
+// splitDups splits n items keyed by id into the first occurrences and the
+// later duplicates, which bulk calls fail.
+func splitDups(n int, id func(i int) string) (first, dups []int) {
 	seen := make(map[string]bool, n)
 	first = make([]int, 0, n)
 	for i := range n {

@@ -32,7 +32,7 @@ RETURNING id`
 // ECONFLICT.
 func (db *DB) Insert(ctx context.Context, tasks []*deputy.Task) ([]error, error) {
 	errs := make([]error, len(tasks))
-	first, dups := rounds(len(tasks), func(i int) string { return tasks[i].ID })
+	first, dups := splitDups(len(tasks), func(i int) string { return tasks[i].ID })
 	for _, i := range dups {
 		errs[i] = deputy.Errorf(deputy.ECONFLICT, "task %q already exists", tasks[i].ID)
 	}
@@ -389,7 +389,7 @@ RETURNING t.id, t.version`
 func (db *DB) Update(ctx context.Context, tasks []*deputy.Task, opts deputy.UpdateOptions,
 ) ([]error, error) {
 	errs := make([]error, len(tasks))
-	first, dups := rounds(len(tasks), func(i int) string { return tasks[i].ID })
+	first, dups := splitDups(len(tasks), func(i int) string { return tasks[i].ID })
 	var cand []int
 	for _, i := range first {
 		if err := checkTask(tasks[i]); err != nil {
@@ -637,7 +637,7 @@ FROM gone LEFT JOIN k ON k.task_id = gone.id`
 // The keys of a running task are held until its lease expires.
 func (db *DB) Remove(ctx context.Context, ids []string, now time.Time) ([]error, error) {
 	errs := make([]error, len(ids))
-	first, dups := rounds(len(ids), func(i int) string { return ids[i] })
+	first, dups := splitDups(len(ids), func(i int) string { return ids[i] })
 	uniq := make([]string, len(first))
 	for n, i := range first {
 		uniq[n] = ids[i]
