@@ -56,6 +56,8 @@ var (
 		started_at = NULL, retry_at = NULL, run_at = ?, version = version + 1, updated_at = ?
 	WHERE owner_id = ? AND status IN ('running', 'claiming')`)
 
+	qDeadNodes = writeQuery(`SELECT count(*) FROM nodes WHERE last_seen < ?`)
+
 	qReleaseDead = writeQuery(`UPDATE tasks SET status = 'idle', owner_id = NULL,
 		started_at = NULL, retry_at = NULL, run_at = ?, version = version + 1, updated_at = ?
 	WHERE owner_id IN (SELECT id FROM nodes WHERE last_seen < ?)
@@ -151,7 +153,8 @@ func (w *wtx) markClaimed(ctx context.Context, ids []string, p deputy.ClaimParam
 		return nil, err
 	}
 	now := micros(p.Now)
-	rows, err := w.query(ctx, qClaim, p.Owner, now, micros(p.Now.Add(p.Lease)), now, string(idsJSON))
+	lease := micros(p.Now.Add(p.Lease))
+	rows, err := w.query(ctx, qClaim, p.Owner, now, lease, now, string(idsJSON))
 	if err != nil {
 		return nil, err
 	}
@@ -219,7 +222,8 @@ func rounds(cs []deputy.Completion) [][]int {
 
 // complete writes the completions cs[i] for i in round, which name distinct
 // tasks, and sets the errors of those it cannot write.
-func (w *wtx) complete(ctx context.Context, cs []deputy.Completion, round []int, errs []error) error {
+func (w *wtx) complete(ctx context.Context, cs []deputy.Completion, round []int, errs []error,
+) error {
 	written := make(map[string]bool, len(round))
 	var deletes [][2]any
 	for _, i := range round {
@@ -303,7 +307,8 @@ func (w *wtx) completeDeletes(ctx context.Context, cs []deputy.Completion, round
 }
 
 func lostClaim(id string, claimVersion int64) error {
-	return deputy.Errorf(deputy.ECONFLICT, "task %s is no longer running under claim %d", id, claimVersion)
+	return deputy.Errorf(deputy.ECONFLICT, "task %s is no longer running under claim %d",
+		id, claimVersion)
 }
 
 // RenewLeases implements [deputy.Store].
@@ -327,7 +332,8 @@ func (db *DB) RenewLeases(ctx context.Context, ls []deputy.Lease) ([]error, erro
 	return errs, nil
 }
 
-// ReleaseOwned implements [deputy.Store].
+// ReleaseOwned implements [deputy.Store]. It scans the tasks: a node calls
+// it once, when it starts.
 func (db *DB) ReleaseOwned(ctx context.Context, owner string, now time.Time) (int, error) {
 	var n int64
 	err := db.write(ctx, func(ctx context.Context, w *wtx) (err error) {
@@ -357,6 +363,13 @@ func (db *DB) Heartbeat(ctx context.Context, node string, now time.Time) error {
 func (db *DB) ReleaseDeadNodes(ctx context.Context, cutoff, now time.Time) (int, error) {
 	var n int64
 	err := db.write(ctx, func(ctx context.Context, w *wtx) (err error) {
+		// NB: owner_id has no index, to spare every claim and completion its
+		// upkeep, so releasing scans the tasks. Skip the scan when no node
+		// died, as is usual.
+		var dead int
+		if err := w.queryRow(ctx, qDeadNodes, micros(cutoff)).Scan(&dead); err != nil || dead == 0 {
+			return err
+		}
 		n, err = w.execAffected(ctx, qReleaseDead, micros(now), micros(now), micros(cutoff))
 		if err != nil {
 			return err
@@ -372,7 +385,8 @@ func (db *DB) ReleaseDeadNodes(ctx context.Context, cutoff, now time.Time) (int,
 
 // Nodes implements [deputy.Store].
 func (db *DB) Nodes(ctx context.Context) ([]deputy.Node, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT id, last_seen FROM nodes ORDER BY last_seen DESC, id`)
+	rows, err := db.r.QueryContext(ctx,
+		`SELECT id, last_seen FROM nodes ORDER BY last_seen DESC, id`)
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}

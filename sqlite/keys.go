@@ -14,7 +14,8 @@ import (
 var (
 	qKeyRecorded = writeQuery(`SELECT 1 FROM api_keys WHERE kind = ? AND key_id = ?`)
 
-	qInsertTaskKey = writeQuery(`INSERT INTO task_keys (task_id, kind, key_id, secret, created_by_user)
+	qInsertTaskKey = writeQuery(`INSERT INTO task_keys
+		(task_id, kind, key_id, secret, created_by_user)
 	VALUES (?, ?, ?, ?, ?)`)
 
 	// qAdoptKey counts one more reference to a key. A key the user brought
@@ -36,7 +37,8 @@ var (
 
 	qHoldKey = writeQuery(`UPDATE api_key_invalidations SET hold_until = ? WHERE seq = ?`)
 
-	qQueueKey = writeQuery(`INSERT INTO api_key_invalidations (kind, key_id, secret, queued_at, hold_until)
+	qQueueKey = writeQuery(`INSERT INTO api_key_invalidations
+		(kind, key_id, secret, queued_at, hold_until)
 	VALUES (?, ?, ?, ?, ?)`)
 
 	qRecordKey = writeQuery(`INSERT INTO api_keys
@@ -67,7 +69,8 @@ func checkTaskKeys(t *deputy.Task) error {
 		}
 		for _, o := range t.Keys[:i] {
 			if o.Kind == k.Kind {
-				return deputy.Errorf(deputy.EINVALID, "task %s has two keys of kind %s", t.ID, k.Kind)
+				return deputy.Errorf(deputy.EINVALID, "task %s has two keys of kind %s",
+					t.ID, k.Kind)
 			}
 		}
 	}
@@ -85,7 +88,8 @@ func (w *wtx) checkRecorded(ctx context.Context, t *deputy.Task) error {
 		err := w.queryRow(ctx, qKeyRecorded, k.Kind, k.ID).Scan(&one)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
-			return deputy.Errorf(deputy.ECONFLICT, "task %s: %s key %s is not recorded", t.ID, k.Kind, k.ID)
+			return deputy.Errorf(deputy.ECONFLICT, "task %s: %s key %s is not recorded",
+				t.ID, k.Kind, k.ID)
 		case err != nil:
 			return err
 		}
@@ -96,11 +100,13 @@ func (w *wtx) checkRecorded(ctx context.Context, t *deputy.Task) error {
 // addKeys stores t's keys and counts its references to them.
 func (w *wtx) addKeys(ctx context.Context, t *deputy.Task, now time.Time) error {
 	for _, k := range t.Keys {
-		_, err := w.exec(ctx, qInsertTaskKey, t.ID, k.Kind, k.ID, k.Secret, boolInt(k.CreatedByUser))
+		byUser := boolInt(k.CreatedByUser)
+		_, err := w.exec(ctx, qInsertTaskKey, t.ID, k.Kind, k.ID, k.Secret, byUser)
 		if err != nil {
 			return err
 		}
-		if _, err := w.exec(ctx, qAdoptKey, k.Kind, k.ID, k.Secret, userName(t), micros(now)); err != nil {
+		_, err = w.exec(ctx, qAdoptKey, k.Kind, k.ID, k.Secret, userName(t), micros(now))
+		if err != nil {
 			return err
 		}
 	}
@@ -143,7 +149,8 @@ func (w *wtx) releaseKeys(ctx context.Context, id string, hasKeys bool, now time
 // unrefAll releases one reference to each key. A key left without
 // references loses its record and, unless the user brought it, is queued
 // for invalidation at now, held until hold when a run still uses it.
-func (w *wtx) unrefAll(ctx context.Context, refs []deputy.KeyRef, now time.Time, hold sql.Null[int64],
+func (w *wtx) unrefAll(ctx context.Context, refs []deputy.KeyRef, now time.Time,
+	hold sql.Null[int64],
 ) error {
 	for _, r := range refs {
 		var (
@@ -320,6 +327,16 @@ func (db *DB) KeyRefs(ctx context.Context, ref deputy.KeyRef) (int, bool, error)
 
 // PendingKeys implements [deputy.Store].
 func (db *DB) PendingKeys(ctx context.Context, q deputy.PendingQuery) ([]deputy.PendingKey, error) {
+	query, args := pendingQuery(q)
+	keys, err := db.pendingKeys(ctx, query, args)
+	if err != nil {
+		return nil, fmt.Errorf("list pending keys: %w", err)
+	}
+	return keys, nil
+}
+
+// pendingQuery returns the query of [DB.PendingKeys] and its arguments.
+func pendingQuery(q deputy.PendingQuery) (string, []any) {
 	var (
 		conds []string
 		args  []any
@@ -333,7 +350,9 @@ func (db *DB) PendingKeys(ctx context.Context, q deputy.PendingQuery) ([]deputy.
 		args = append(args, micros(q.QueuedBefore), now, now)
 	}
 	if len(q.Kinds) > 0 {
-		conds = append(conds, "kind IN ("+placeholders(len(q.Kinds))+")")
+		// The unary + keeps the planner on the queued_at index, which
+		// yields keys oldest first without sorting the queue.
+		conds = append(conds, "+kind IN ("+placeholders(len(q.Kinds))+")")
 		for _, k := range q.Kinds {
 			args = append(args, k)
 		}
@@ -345,16 +364,11 @@ func (db *DB) PendingKeys(ctx context.Context, q deputy.PendingQuery) ([]deputy.
 	query := `SELECT seq, kind, key_id, secret, queued_at, hold_until, attempts, last_error,
 		next_attempt_at FROM api_key_invalidations q` + where(conds) +
 		` ORDER BY queued_at, seq LIMIT ?`
-	args = append(args, limit)
-
-	keys, err := db.pendingKeys(ctx, query, args)
-	if err != nil {
-		return nil, fmt.Errorf("list pending keys: %w", err)
-	}
-	return keys, nil
+	return query, append(args, limit)
 }
 
-func (db *DB) pendingKeys(ctx context.Context, query string, args []any) ([]deputy.PendingKey, error) {
+func (db *DB) pendingKeys(ctx context.Context, query string, args []any,
+) ([]deputy.PendingKey, error) {
 	rows, err := db.r.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
@@ -400,7 +414,8 @@ func (db *DB) KeysInvalidated(ctx context.Context, seqs []int64) error {
 
 // KeyInvalidationFailed implements [deputy.Store]. A key no longer queued
 // is ignored.
-func (db *DB) KeyInvalidationFailed(ctx context.Context, seq int64, lastError string, next time.Time,
+func (db *DB) KeyInvalidationFailed(
+	ctx context.Context, seq int64, lastError string, next time.Time,
 ) error {
 	err := db.write(ctx, func(ctx context.Context, w *wtx) error {
 		_, err := w.exec(ctx, qKeyFailed, lastError, micros(next), seq)

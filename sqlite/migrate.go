@@ -36,7 +36,8 @@ func migrations() ([]migration, error) {
 		num, _, ok := strings.Cut(base, "_")
 		v, err := strconv.Atoi(num)
 		if !ok || err != nil || v < 1 {
-			return nil, fmt.Errorf("migration %s: name must start with a positive number and _", base)
+			return nil, fmt.Errorf("migration %s: name must start with a positive number and _",
+				base)
 		}
 		b, err := migrationFS.ReadFile(name)
 		if err != nil {
@@ -71,12 +72,14 @@ func (db *DB) migrate(ctx context.Context) error {
 
 	// A newer deputy may have migrated the file further than this one knows.
 	var latest int
-	err = db.w.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM deputy_migrations`).Scan(&latest)
+	err = db.w.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM deputy_migrations`).
+		Scan(&latest)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	if latest > len(ms) {
-		return fmt.Errorf("migrate: database is at version %d, newer than this deputy's %d", latest, len(ms))
+		return fmt.Errorf("migrate: database is at version %d, newer than this deputy's %d",
+			latest, len(ms))
 	}
 
 	for _, m := range ms[latest:] {
@@ -89,7 +92,9 @@ func (db *DB) migrate(ctx context.Context) error {
 			return fmt.Errorf("migrate %s: %w", m.name, err)
 		}
 		if applied {
-			db.log.Info("applied migration", slog.Int("version", m.version), slog.String("name", m.name))
+			db.log.Info("applied migration",
+				slog.Int("version", m.version),
+				slog.String("name", m.name))
 		}
 	}
 	return nil

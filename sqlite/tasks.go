@@ -197,7 +197,8 @@ func scanTasks(rows *sql.Rows) ([]*deputy.Task, []string, error) {
 
 // loadKeys sets the keys of the tasks whose ids are keyed, with their
 // secrets or without.
-func loadKeys(ctx context.Context, q querier, tasks []*deputy.Task, keyed []string, secrets bool) error {
+func loadKeys(ctx context.Context, q querier, tasks []*deputy.Task, keyed []string, secrets bool,
+) error {
 	if len(keyed) == 0 {
 		return nil
 	}
@@ -417,25 +418,13 @@ const (
 // Fetch implements [deputy.Store]. Tasks come with their keys, without
 // secrets.
 func (db *DB) Fetch(ctx context.Context, q deputy.Query) (*deputy.Page, error) {
-	size := q.Size
-	if size <= 0 {
-		size = defaultPageSize
+	query, args, size, err := fetchQuery(q)
+	if err != nil {
+		return nil, fmt.Errorf("fetch tasks: %w", err)
 	}
-	size = min(size, maxPageSize)
-	conds, args := filter(q)
-	if q.After != "" {
-		runAt, id, err := decodeCursor(q.After)
-		if err != nil {
-			return nil, err
-		}
-		conds = append(conds, "(run_at, id) > (?, ?)")
-		args = append(args, runAt, id)
-	}
-	query := `SELECT ` + taskColumns + ` FROM tasks` + where(conds) + ` ORDER BY run_at, id LIMIT ?`
-	args = append(args, size+1)
 
 	page := &deputy.Page{}
-	err := db.read(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err = db.read(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, query, args...)
 		if err != nil {
 			return err
@@ -455,6 +444,28 @@ func (db *DB) Fetch(ctx context.Context, q deputy.Query) (*deputy.Page, error) {
 		return nil, fmt.Errorf("fetch tasks: %w", err)
 	}
 	return page, nil
+}
+
+// fetchQuery returns the query of a page of q, its arguments and the page
+// size. The query reads one more task than the page holds, to tell whether
+// another page follows.
+func fetchQuery(q deputy.Query) (string, []any, int, error) {
+	size := q.Size
+	if size <= 0 {
+		size = defaultPageSize
+	}
+	size = min(size, maxPageSize)
+	conds, args := filter(q)
+	if q.After != "" {
+		runAt, id, err := decodeCursor(q.After)
+		if err != nil {
+			return "", nil, 0, err
+		}
+		conds = append(conds, "(run_at, id) > (?, ?)")
+		args = append(args, runAt, id)
+	}
+	query := `SELECT ` + taskColumns + ` FROM tasks` + where(conds) + ` ORDER BY run_at, id LIMIT ?`
+	return query, append(args, size+1), size, nil
 }
 
 // encodeCursor returns the cursor of the page after t.
@@ -570,7 +581,8 @@ func (w *wtx) updateTask(ctx context.Context, t *deputy.Task, now time.Time, rep
 		return err
 	}
 
-	n, err := w.execAffected(ctx, qUpdateTask, append(data, hasKeys, micros(now), t.ID, t.Version)...)
+	args := append(data, hasKeys, micros(now), t.ID, t.Version)
+	n, err := w.execAffected(ctx, qUpdateTask, args...)
 	if err != nil {
 		return err
 	}

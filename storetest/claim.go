@@ -100,7 +100,8 @@ func testClaim(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 		failed.Status = deputy.StatusFailed
 		claiming := expired("claiming", typeA, "node-0", at(-time.Hour), base)
 		claiming.Status = deputy.StatusClaiming
-		disabledExpired := expired("disabled-expired", typeA, "node-0", at(-time.Hour), at(-time.Minute))
+		disabledExpired := expired("disabled-expired", typeA, "node-0", at(-time.Hour),
+			at(-time.Minute))
 		disabledExpired.Enabled = false
 		mustInsert(t, s,
 			newTask("due", typeA, at(-time.Second)),
@@ -199,7 +200,8 @@ func testClaim(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 			got := taskIDs(tasks)
 			slices.Sort(got)
 			if !slices.Equal(got, step.want) {
-				t.Fatalf("step %d: Claim with budget %d = %v, want %v", i, step.budget, got, step.want)
+				t.Fatalf("step %d: Claim with budget %d = %v, want %v",
+					i, step.budget, got, step.want)
 			}
 		}
 	})
@@ -241,15 +243,16 @@ func testClaim(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 		second := claimOne(t, s, "a", typeA, "node-2", at(time.Minute))
 
 		if second.OwnerID != "node-2" || second.Attempts != 2 {
-			t.Fatalf("reclaimed task: owner %s, attempts %d; want node-2, 2", second.OwnerID, second.Attempts)
+			t.Fatalf("reclaimed task: owner %s, attempts %d; want node-2, 2",
+				second.OwnerID, second.Attempts)
 		}
 		wantTime(t, "ScheduledAt", second.ScheduledAt, *first.RetryAt)
 		wantTime(t, "RunAt", second.RunAt, at(-time.Minute))
 		wantTimePtr(t, "StartedAt", second.StartedAt, ptr(at(time.Minute)))
 		wantTimePtr(t, "RetryAt", second.RetryAt, ptr(at(2*time.Minute)))
 		if second.ClaimVersion <= first.ClaimVersion || second.ClaimVersion != second.Version {
-			t.Fatalf("ClaimVersion %d after %d, Version %d", second.ClaimVersion, first.ClaimVersion,
-				second.Version)
+			t.Fatalf("ClaimVersion %d after %d, Version %d",
+				second.ClaimVersion, first.ClaimVersion, second.Version)
 		}
 	})
 
@@ -320,14 +323,16 @@ func testClaim(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 				t.Fatalf("task %s claimed %d times", id, c)
 			}
 		}
-		page, err := s.Fetch(t.Context(), deputy.Query{Statuses: []deputy.Status{deputy.StatusRunning}})
+		running := deputy.Query{Statuses: []deputy.Status{deputy.StatusRunning}}
+		page, err := s.Fetch(t.Context(), running)
 		if err != nil {
 			t.Fatalf("Fetch: %v", err)
 		}
 		if len(page.Tasks) != 0 {
 			t.Fatalf("tasks still running after their completion: %v", taskIDs(page.Tasks))
 		}
-		if page, err = s.Fetch(t.Context(), deputy.Query{Size: 1000}); err != nil || len(page.Tasks) != n/2 {
+		page, err = s.Fetch(t.Context(), deputy.Query{Size: 1000})
+		if err != nil || len(page.Tasks) != n/2 {
 			t.Fatalf("Fetch after completing = %d tasks, %v; want the %d rescheduled ones",
 				len(page.Tasks), err, n/2)
 		}
@@ -354,10 +359,14 @@ func claimUntilEmpty(t *testing.T, s deputy.Store, owner string, seen func([]*de
 		var cs []deputy.Completion
 		for _, task := range claimed {
 			if task.OwnerID != owner || task.Status != deputy.StatusRunning {
-				return fmt.Errorf("claimed %s: owner %s, status %s", task.ID, task.OwnerID, task.Status)
+				return fmt.Errorf("claimed %s: owner %s, status %s",
+					task.ID, task.OwnerID, task.Status)
 			}
-			cs = append(cs, deputy.Completion{ID: task.ID, ClaimVersion: task.ClaimVersion, Now: base,
-				Delete: (task.ID[len(task.ID)-1]-'0')%2 == 0, RunAt: at(time.Hour), State: json.RawMessage(`{"done":true}`)})
+			cs = append(cs, deputy.Completion{
+				ID: task.ID, ClaimVersion: task.ClaimVersion, Now: base,
+				Delete: (task.ID[len(task.ID)-1]-'0')%2 == 0,
+				RunAt:  at(time.Hour), State: json.RawMessage(`{"done":true}`),
+			})
 		}
 		errs, err := s.Complete(t.Context(), cs)
 		if err != nil {

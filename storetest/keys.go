@@ -131,8 +131,8 @@ func testKeys(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 		s := newStore(t)
 		mine := keyRecord("es", "mine", at(-2*time.Hour))
 		mine.CreatedByUser = true
-		mustRecordKeys(t, s, keyRecord("es", "old", at(-2*time.Hour)), keyRecord("es", "fresh", base),
-			keyRecord("es", "adopted", at(-2*time.Hour)), mine)
+		mustRecordKeys(t, s, keyRecord("es", "old", at(-2*time.Hour)),
+			keyRecord("es", "fresh", base), keyRecord("es", "adopted", at(-2*time.Hour)), mine)
 		mustInsert(t, s, withKeys(newTask("a", typeA, base), taskKey("es", "adopted")))
 
 		n, err := s.QueueUnusedKeys(t.Context(), at(-time.Hour), base)
@@ -186,7 +186,8 @@ func pendingFixture(t *testing.T, s deputy.Store) {
 	mustRelease(t, s, at(-135*time.Minute), "k6")
 	for _, k := range allPending(t, s) {
 		if k.ID == "k6" {
-			if err := s.KeyInvalidationFailed(t.Context(), k.Seq, "boom", at(30*time.Minute)); err != nil {
+			err := s.KeyInvalidationFailed(t.Context(), k.Seq, "boom", at(30*time.Minute))
+			if err != nil {
 				t.Fatalf("KeyInvalidationFailed: %v", err)
 			}
 		}
@@ -234,7 +235,8 @@ func testPendingKeys(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 		}{
 			{"Now", deputy.PendingQuery{Due: true, Now: base, QueuedBefore: at(-time.Hour)},
 				[]string{"k1", "k2", "u5"}},
-			{"Later", deputy.PendingQuery{Due: true, Now: at(2 * time.Hour), QueuedBefore: at(-time.Hour)},
+			{"Later", deputy.PendingQuery{Due: true, Now: at(2 * time.Hour),
+				QueuedBefore: at(-time.Hour)},
 				[]string{"k1", "k4", "k6", "k2", "u5"}},
 			{"QueuedBeforeInclusive", deputy.PendingQuery{Due: true, Now: base,
 				QueuedBefore: at(-2 * time.Hour)}, []string{"k1", "k2", "u5"}},

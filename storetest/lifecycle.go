@@ -17,7 +17,8 @@ func wantIdle(t *testing.T, task *deputy.Task) {
 	if task.Status != deputy.StatusIdle || task.OwnerID != "" || task.StartedAt != nil ||
 		task.RetryAt != nil {
 		t.Fatalf("task %s: status %s, owner %q, started %s, retry %s; want idle and released",
-			task.ID, task.Status, task.OwnerID, fmtTimePtr(task.StartedAt), fmtTimePtr(task.RetryAt))
+			task.ID, task.Status, task.OwnerID, fmtTimePtr(task.StartedAt),
+			fmtTimePtr(task.RetryAt))
 	}
 }
 
@@ -65,7 +66,8 @@ func testComplete(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 
 		got := mustGet(t, s, "a")
 		wantIdle(t, got)
-		if got.Attempts != 1 || !jsonEqual(got.State, task.State) || !got.Schedule.Equal(task.Schedule) {
+		if got.Attempts != 1 || !jsonEqual(got.State, task.State) ||
+			!got.Schedule.Equal(task.Schedule) {
 			t.Fatalf("completed task: attempts %d, state %s, schedule %s",
 				got.Attempts, got.State, jsonString(got.Schedule))
 		}
@@ -115,7 +117,8 @@ func testComplete(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 		wantItemCodes(t, "Complete", errs, err, deputy.ECONFLICT)
 
 		got := mustGet(t, s, "a")
-		if got.Status != deputy.StatusRunning || got.OwnerID != "node-2" || got.Version != second.Version {
+		if got.Status != deputy.StatusRunning || got.OwnerID != "node-2" ||
+			got.Version != second.Version {
 			t.Fatalf("stale completion was written: status %s, owner %s, version %d",
 				got.Status, got.OwnerID, got.Version)
 		}
@@ -163,7 +166,8 @@ func testComplete(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 		t.Parallel()
 		s := newStore(t)
 		mustRecordKeys(t, s, keyRecord("es", "k", base))
-		mustInsert(t, s, withKeys(newTask("a", typeA, base), taskKey("es", "k"), userKey("uiam", "u")))
+		mustInsert(t, s, withKeys(newTask("a", typeA, base), taskKey("es", "k"),
+			userKey("uiam", "u")))
 		claimed := claimOne(t, s, "a", typeA, "node-1", base)
 
 		mustComplete(t, s, deputy.Completion{ID: "a", ClaimVersion: claimed.ClaimVersion,
@@ -187,7 +191,10 @@ func testComplete(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 		if len(tasks) != 2 {
 			t.Fatalf("Claim = %v, want 2 tasks", taskIDs(tasks))
 		}
-		cv := map[string]int64{tasks[0].ID: tasks[0].ClaimVersion, tasks[1].ID: tasks[1].ClaimVersion}
+		cv := map[string]int64{}
+		for _, task := range tasks {
+			cv[task.ID] = task.ClaimVersion
+		}
 
 		errs, err := s.Complete(t.Context(), []deputy.Completion{
 			{ID: "a", ClaimVersion: cv["a"], Now: at(time.Second), RunAt: at(time.Hour)},
@@ -203,7 +210,8 @@ func testComplete(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 	t.Run("Batch", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)
-		mustInsert(t, s, newTask("a", typeA, base), newTask("b", typeA, base), newTask("c", typeA, base))
+		mustInsert(t, s, newTask("a", typeA, base), newTask("b", typeA, base),
+			newTask("c", typeA, base))
 		tasks := mustClaim(t, s, claimParams("node-1", base, time.Minute, 10, typeA))
 		if len(tasks) != 3 {
 			t.Fatalf("Claim = %v, want 3 tasks", taskIDs(tasks))
@@ -211,10 +219,10 @@ func testComplete(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 		slices.SortFunc(tasks, func(x, y *deputy.Task) int { return strings.Compare(x.ID, y.ID) })
 
 		errs, err := s.Complete(t.Context(), []deputy.Completion{
-			{ID: "a", ClaimVersion: tasks[0].ClaimVersion, Now: at(time.Second), RunAt: at(time.Hour)},
-			{ID: "b", ClaimVersion: tasks[1].ClaimVersion + 1, Now: at(time.Second), RunAt: at(time.Hour)},
-			{ID: "missing", ClaimVersion: 1, Now: at(time.Second), RunAt: at(time.Hour)},
-			{ID: "c", ClaimVersion: tasks[2].ClaimVersion, Now: at(time.Second), Delete: true},
+			{ID: "a", ClaimVersion: tasks[0].ClaimVersion, Now: base, RunAt: at(time.Hour)},
+			{ID: "b", ClaimVersion: tasks[1].ClaimVersion + 1, Now: base, RunAt: at(time.Hour)},
+			{ID: "missing", ClaimVersion: 1, Now: base, RunAt: at(time.Hour)},
+			{ID: "c", ClaimVersion: tasks[2].ClaimVersion, Now: base, Delete: true},
 		})
 		wantItemCodes(t, "Complete", errs, err, "", deputy.ECONFLICT, deputy.ENOTFOUND, "")
 		wantIdle(t, mustGet(t, s, "a"))
@@ -264,7 +272,8 @@ func testRenewLeases(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 			{ID: "b", ClaimVersion: b.ClaimVersion, Until: at(10 * time.Minute)},
 			{ID: "missing", ClaimVersion: 1, Until: at(10 * time.Minute)},
 		})
-		wantItemCodes(t, "RenewLeases", errs, err, deputy.ECONFLICT, deputy.ECONFLICT, deputy.ENOTFOUND)
+		wantItemCodes(t, "RenewLeases", errs, err,
+			deputy.ECONFLICT, deputy.ECONFLICT, deputy.ENOTFOUND)
 
 		wantTimePtr(t, "RetryAt of a", mustGet(t, s, "a").RetryAt, second.RetryAt)
 		wantTimePtr(t, "RetryAt of b", mustGet(t, s, "b").RetryAt, nil)
@@ -300,7 +309,8 @@ func testReleaseOwned(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 			wantItemCodes(t, "Complete", errs, err, deputy.ECONFLICT)
 		}
 		if got := mustGet(t, s, "b1"); got.OwnerID != "node-b" || got.Version != other.Version {
-			t.Fatalf("another owner's task was touched: owner %s, version %d", got.OwnerID, got.Version)
+			t.Fatalf("another owner's task was touched: owner %s, version %d",
+				got.OwnerID, got.Version)
 		}
 		if got := mustGet(t, s, "idle"); got.Version != 1 {
 			t.Fatalf("an idle task was touched: version %d", got.Version)

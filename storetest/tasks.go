@@ -74,7 +74,8 @@ func testInsert(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 				fmtTime(task.CreatedAt), fmtTime(before), fmtTime(after))
 		}
 		if !task.UpdatedAt.Equal(task.CreatedAt) {
-			t.Fatalf("UpdatedAt = %s, want CreatedAt %s", fmtTime(task.UpdatedAt), fmtTime(task.CreatedAt))
+			t.Fatalf("UpdatedAt = %s, want CreatedAt %s",
+				fmtTime(task.UpdatedAt), fmtTime(task.CreatedAt))
 		}
 		wantTask(t, task, mustGet(t, s, "t1"))
 	})
@@ -200,8 +201,9 @@ func testGetMany(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 		if got := taskIDs(tasks); !slices.Equal(got, []string{"c", "a", "b"}) {
 			t.Fatalf("GetMany = %v, want [c a b]", got)
 		}
-		if got := keysString(tasks[0].Keys); got != keysString([]deputy.TaskKey{taskKey("es", "es-c")}) {
-			t.Fatalf("keys of c = %s", got)
+		want := keysString([]deputy.TaskKey{taskKey("es", "es-c")})
+		if got := keysString(tasks[0].Keys); got != want {
+			t.Fatalf("keys of c = %s, want %s", got, want)
 		}
 	})
 
@@ -267,7 +269,8 @@ func testFetch(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 			{"UserName", deputy.Query{UserName: "alice"}, []string{"e", "a"}},
 			{"Enabled", deputy.Query{Enabled: ptr(true)}, []string{"d", "f", "e", "a", "b"}},
 			{"Disabled", deputy.Query{Enabled: ptr(false)}, []string{"c"}},
-			{"DueBefore", deputy.Query{DueBefore: ptr(at(time.Minute))}, []string{"d", "f", "e", "a"}},
+			{"DueBefore", deputy.Query{DueBefore: ptr(at(time.Minute))},
+				[]string{"d", "f", "e", "a"}},
 			{"Combined", deputy.Query{Types: []string{typeA}, Enabled: ptr(true),
 				DueBefore: ptr(base)}, []string{"f"}},
 			{"NoMatch", deputy.Query{Types: []string{"unknown"}}, []string{}},
@@ -295,7 +298,8 @@ func testFetch(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 		if err != nil {
 			t.Fatalf("Fetch: %v", err)
 		}
-		if got, want := taskIDs(page.Tasks), []string{"y", "z", "a", "b"}; !slices.Equal(got, want) {
+		want := []string{"y", "z", "a", "b"}
+		if got := taskIDs(page.Tasks); !slices.Equal(got, want) {
 			t.Fatalf("Fetch = %v, want %v", got, want)
 		}
 	})
@@ -359,7 +363,8 @@ func testFetch(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 				typ = typeB
 				want = append(want, fmt.Sprintf("t%02d", i))
 			}
-			mustInsert(t, s, newTask(fmt.Sprintf("t%02d", i), typ, at(time.Duration(i)*time.Second)))
+			runAt := at(time.Duration(i) * time.Second)
+			mustInsert(t, s, newTask(fmt.Sprintf("t%02d", i), typ, runAt))
 		}
 		got, _ := fetchAll(t, s, deputy.Query{Types: []string{typeB}, Size: 1})
 		if !slices.Equal(got, want) {
@@ -426,7 +431,8 @@ func testAggregate(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 			want map[string]int
 		}{
 			{"All", deputy.Query{}, map[string]int{
-				typeA + "/idle": 3, typeA + "/running": 1, typeB + "/running": 1, typeC + "/idle": 1,
+				typeA + "/idle": 3, typeA + "/running": 1,
+				typeB + "/running": 1, typeC + "/idle": 1,
 			}},
 			{"Types", deputy.Query{Types: []string{typeB}}, map[string]int{typeB + "/running": 1}},
 			{"Scope", deputy.Query{Scope: "alerting"}, map[string]int{
