@@ -5,6 +5,8 @@
 //     authentication, token and API key APIs.
 //   - [github.com/deputyhq/deputy/devserver/uiamdev] serves UIAM's API key
 //     APIs and issues development session tokens.
+//   - [github.com/deputyhq/deputy/devserver/devtest] runs both for a test,
+//     wired together on a settable clock.
 //
 // Both are http.Handlers with an injectable clock, meant for
 // httptest.NewServer and for "deputy serve --dev". Their tests pin the wire

@@ -8,32 +8,19 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/deputyhq/deputy"
+	"github.com/deputyhq/deputy/devserver/devtest"
 	"github.com/deputyhq/deputy/devserver/esdev"
 	"github.com/deputyhq/deputy/devserver/uiamdev"
 	"github.com/deputyhq/deputy/elasticsearch"
 	"github.com/deputyhq/deputy/uiam"
 )
 
-const sharedSecret = "uiam-shared-secret-for-tests"
-
-// clock is a settable clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
+const sharedSecret = devtest.SharedSecret
 
 // output collects everything the components log.
 type output struct {
@@ -70,32 +57,21 @@ func setup(t *testing.T) *world {
 	t.Helper()
 	w := &world{out: &output{}}
 	w.logger = slog.New(slog.NewJSONHandler(w.out, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	clk := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-
-	w.uiamDev = uiamdev.New(uiamdev.Config{SharedSecret: sharedSecret, Now: clk.Now,
-		Logger: w.logger})
+	st := devtest.Start(t, w.logger)
+	w.esDev, w.esURL, w.uiamDev, w.uiamURL = st.ES, st.ESURL, st.UIAM, st.UIAMURL
 	w.uiamDev.AddUser("carol", "editor")
-	uts := httptest.NewServer(w.uiamDev)
-	t.Cleanup(uts.Close)
-	w.uiamURL = uts.URL
-
-	w.esDev = esdev.New(esdev.Config{Now: clk.Now, UIAMURL: uts.URL,
-		UIAMSharedSecret: sharedSecret, Logger: w.logger})
 	w.esDev.AddRole("deputy", "grant_api_key", "manage_api_key")
 	w.esDev.AddUser("deputy", "deputy-password", "deputy")
 	w.esDev.AddUser("alice", "alice-password", "viewer")
-	ets := httptest.NewServer(w.esDev)
-	t.Cleanup(ets.Close)
-	w.esURL = ets.URL
 
 	var err error
-	w.esSvc, err = elasticsearch.New(elasticsearch.Config{URL: ets.URL, Username: "deputy",
-		Password: "deputy-password", UIAMSharedSecret: sharedSecret, Now: clk.Now,
+	w.esSvc, err = elasticsearch.New(elasticsearch.Config{URL: w.esURL, Username: "deputy",
+		Password: "deputy-password", UIAMSharedSecret: sharedSecret, Now: st.Clock.Now,
 		Logger: w.logger})
 	if err != nil {
 		t.Fatalf("elasticsearch.New: %v", err)
 	}
-	w.uiamSvc, err = uiam.New(uiam.Config{URL: uts.URL, SharedSecret: sharedSecret,
+	w.uiamSvc, err = uiam.New(uiam.Config{URL: w.uiamURL, SharedSecret: sharedSecret,
 		Logger: w.logger})
 	if err != nil {
 		t.Fatalf("uiam.New: %v", err)

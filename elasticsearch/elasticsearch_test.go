@@ -7,33 +7,15 @@ import (
 	"net/http/httptest"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/deputyhq/deputy"
+	"github.com/deputyhq/deputy/devserver/devtest"
 	"github.com/deputyhq/deputy/devserver/esdev"
 	"github.com/deputyhq/deputy/devserver/uiamdev"
 	"github.com/deputyhq/deputy/elasticsearch"
 )
 
-const sharedSecret = "uiam-shared-secret-for-tests"
-
-// clock is a settable clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+const sharedSecret = devtest.SharedSecret
 
 // fixture is an Elasticsearch stand-in, backed by a UIAM stand-in, and a
 // Service that calls it as the service user "deputy". Users: alice and bob
@@ -42,7 +24,7 @@ type fixture struct {
 	es       *esdev.Server
 	uiam     *uiamdev.Server
 	url      string
-	clock    *clock
+	clock    *devtest.Clock
 	svc      *elasticsearch.Service
 	requests *counter
 	session  string // carol's UIAM session token
@@ -50,24 +32,18 @@ type fixture struct {
 
 func setup(t *testing.T) *fixture {
 	t.Helper()
-	clk := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-	u := uiamdev.New(uiamdev.Config{SharedSecret: sharedSecret, Now: clk.Now})
-	u.AddUser("carol", "editor")
-	uts := httptest.NewServer(u)
-	t.Cleanup(uts.Close)
-
-	es := esdev.New(esdev.Config{Now: clk.Now, UIAMURL: uts.URL, UIAMSharedSecret: sharedSecret})
+	st := devtest.Start(t, nil)
+	st.UIAM.AddUser("carol", "editor")
+	es := st.ES
 	es.AddRole("deputy", "grant_api_key", "manage_api_key")
 	es.AddRole("grant_only", "grant_api_key")
 	es.AddUser("deputy", "deputy-password", "deputy")
 	es.AddUser("granter", "granter-password", "grant_only")
 	es.AddUser("alice", "alice-password", "viewer")
 	es.AddUser("bob", "bob-password", "superuser")
-	ts := httptest.NewServer(es)
-	t.Cleanup(ts.Close)
 
-	f := &fixture{es: es, uiam: u, url: ts.URL, clock: clk, requests: &counter{},
-		session: u.SessionToken("carol")}
+	f := &fixture{es: es, uiam: st.UIAM, url: st.ESURL, clock: st.Clock, requests: &counter{},
+		session: st.UIAM.SessionToken("carol")}
 	f.svc = f.service(t, elasticsearch.Config{})
 	return f
 }

@@ -5,35 +5,15 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
+	"github.com/deputyhq/deputy/devserver/devtest"
 	"github.com/deputyhq/deputy/devserver/esdev"
 	"github.com/deputyhq/deputy/devserver/uiamdev"
 )
 
-const sharedSecret = "uiam-shared-secret-for-tests"
-
-// clock is a settable clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+const sharedSecret = devtest.SharedSecret
 
 // fixture is an Elasticsearch stand-in backed by a UIAM stand-in, with
 // users: elastic (superuser), deputy (grant_api_key, manage_api_key), bob
@@ -43,29 +23,23 @@ type fixture struct {
 	uiam    *uiamdev.Server
 	url     string
 	uiamURL string
-	clock   *clock
+	clock   *devtest.Clock
 	session string // carol's UIAM session token
 }
 
 func setup(t *testing.T) *fixture {
 	t.Helper()
-	clk := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-	u := uiamdev.New(uiamdev.Config{SharedSecret: sharedSecret, Now: clk.Now})
-	u.AddUser("carol", "editor")
-	uts := httptest.NewServer(u)
-	t.Cleanup(uts.Close)
-
-	es := esdev.New(esdev.Config{Now: clk.Now, UIAMURL: uts.URL, UIAMSharedSecret: sharedSecret})
+	st := devtest.Start(t, nil)
+	st.UIAM.AddUser("carol", "editor")
+	es := st.ES
 	es.AddRole("deputy", "grant_api_key", "manage_api_key")
 	es.AddRole("own_keys", "manage_own_api_key")
 	es.AddUser("elastic", "elastic-password", "superuser")
 	es.AddUser("deputy", "deputy-password", "deputy")
 	es.AddUser("bob", "bob-password", "own_keys")
 	es.AddUser("alice", "alice-password", "viewer")
-	ts := httptest.NewServer(es)
-	t.Cleanup(ts.Close)
-	return &fixture{es: es, uiam: u, url: ts.URL, uiamURL: uts.URL, clock: clk,
-		session: u.SessionToken("carol")}
+	return &fixture{es: es, uiam: st.UIAM, url: st.ESURL, uiamURL: st.UIAMURL, clock: st.Clock,
+		session: st.UIAM.SessionToken("carol")}
 }
 
 func basic(user, pass string) string {

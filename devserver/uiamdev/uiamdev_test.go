@@ -7,44 +7,26 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/deputyhq/deputy/devserver/devtest"
 	"github.com/deputyhq/deputy/devserver/uiamdev"
 )
 
 const sharedSecret = "uiam-shared-secret-for-tests"
 
-// clock is a settable clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // fixture is a stand-in with a user, "alice", and a session of hers.
 type fixture struct {
 	srv     *uiamdev.Server
 	url     string
-	clock   *clock
+	clock   *devtest.Clock
 	session string
 }
 
 func setup(t *testing.T) *fixture {
 	t.Helper()
-	clk := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	clk := devtest.NewClock()
 	srv := uiamdev.New(uiamdev.Config{SharedSecret: sharedSecret, Now: clk.Now})
 	srv.AddUser("alice", "viewer")
 	ts := httptest.NewServer(srv)
