@@ -7,6 +7,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -348,8 +349,19 @@ func TestE2E_InvalidInput(t *testing.T) {
 // stdout and stderr.
 func runCLI(t *testing.T, stdin string, args ...string) (int, string, string) {
 	t.Helper()
+	return runCLIWith(t, stdin, nil, args...)
+}
+
+// runCLIEnv is runCLI with extra environment variables.
+func runCLIEnv(t *testing.T, env []string, args ...string) (int, string, string) {
+	t.Helper()
+	return runCLIWith(t, "", env, args...)
+}
+
+func runCLIWith(t *testing.T, stdin string, env []string, args ...string) (int, string, string) {
+	t.Helper()
 	cmd := exec.Command(binary, args...)
-	cmd.Env = cleanEnv()
+	cmd.Env = cleanEnv(env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -469,5 +481,64 @@ func TestE2E_Examples(t *testing.T) {
 		log := p.logText()
 		return strings.Contains(log, `"msg":"task claimed; running"`) &&
 			strings.Contains(log, "example failure") && strings.Contains(log, "task run timed out")
+	})
+}
+
+func TestE2E_Dev(t *testing.T) {
+	t.Parallel()
+	p := startDeputy(t, t.TempDir(), "--dev")
+
+	var password, esURL string
+	eventually(t, 10*time.Second, "the development banner", func() bool {
+		for line := range strings.Lines(p.logText()) {
+			f := strings.Fields(line)
+			switch {
+			case len(f) == 4 && f[0] == "user:" && f[2] == "password:":
+				password = f[3]
+			case len(f) == 3 && f[0] == "Elasticsearch" && f[1] == "stand-in:":
+				esURL = f[2]
+			}
+		}
+		return password != "" && esURL != ""
+	})
+	if !strings.Contains(p.logText(), "DEVELOPMENT MODE") {
+		t.Fatalf("the banner does not say it is development mode")
+	}
+
+	// The API authenticates against the stand-in.
+	if status, resp := call(t, http.MethodGet, p.url("/api/tasks"), ""); status != http.StatusUnauthorized {
+		t.Fatalf("anonymous list: %d %s, want 401", status, resp)
+	}
+
+	// A task scheduled by the dev user runs with a key granted for it, and
+	// presents it to the Elasticsearch stand-in, a credential host.
+	body := fmt.Sprintf(`{"id":"whoami","task_type":"http","schedule":{"interval":"1s"},`+
+		`"params":{"url":%q,"present_credentials":true}}`, esURL+"/_security/_authenticate")
+	req, err := http.NewRequest(http.MethodPost, p.url("/api/tasks"), strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("new request: %v", err)
+	}
+	req.SetBasicAuth("dev", password)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("schedule: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated || !bytes.Contains(b, []byte(`"api_key_id"`)) {
+		t.Fatalf("schedule as dev: %d %s, want 201 with an api key id", resp.StatusCode, b)
+	}
+
+	code, stdout, stderr := runCLIEnv(t, []string{"DEPUTY_AUTHORIZATION=Basic " +
+		base64.StdEncoding.EncodeToString([]byte("dev:"+password))},
+		"tasks", "--server=http://"+p.addr, "get", "whoami", "-o", "json")
+	if code != 0 {
+		t.Fatalf("get as dev: exit %d %s %s", code, stdout, stderr)
+	}
+	eventually(t, 20*time.Second, "a run authenticated as dev", func() bool {
+		_, stdout, _ := runCLIEnv(t, []string{"DEPUTY_AUTHORIZATION=Basic " +
+			base64.StdEncoding.EncodeToString([]byte("dev:"+password))},
+			"tasks", "--server=http://"+p.addr, "get", "whoami", "-o", "json")
+		return strings.Contains(stdout, `"status": 200`) && strings.Contains(stdout, `"ok": true`)
 	})
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/deputyhq/deputy"
+	"github.com/deputyhq/deputy/client"
 )
 
 // Exit codes.
@@ -65,8 +66,8 @@ func newRootCmd(e *env) *cobra.Command {
 		Short:         "A durable task manager that runs tasks as the users who scheduled them",
 		SilenceErrors: true,
 		SilenceUsage:  true,
-		// The root alone only prints its help.
-		Args: cobra.NoArgs,
+		Args:          cobra.ArbitraryArgs,
+		RunE:          helpOrUnknown,
 	}
 	root.SetIn(e.stdin)
 	root.SetOut(e.stdout)
@@ -74,6 +75,16 @@ func newRootCmd(e *env) *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newServeCmd(e), newMigrateCmd(e), newVersionCmd(e), newTasksCmd(e))
 	return root
+}
+
+// helpOrUnknown is the run function of commands that only group others:
+// alone they print their help, and with an argument they report an unknown
+// command (cobra would print the help and succeed).
+func helpOrUnknown(cmd *cobra.Command, a []string) error {
+	if len(a) > 0 {
+		return usagef("unknown command %q for %q", a[0], cmd.CommandPath())
+	}
+	return cmd.Help()
 }
 
 // usageError is a mistake on the command line.
@@ -119,16 +130,16 @@ func exitCode(err error) int {
 	}
 }
 
-// errorText is what the user sees of an error: its text, with a domain
-// error's "deputy: code: " prefix dropped but the context around it kept.
+// errorText is what the user sees of an error: its text, with the error
+// of an API answer or a domain error shortened to its message and the
+// context around it kept.
 func errorText(err error) string {
-	var de *deputy.Error
-	if !errors.As(err, &de) {
-		return err.Error()
-	}
 	full := err.Error()
-	if prefix, ok := strings.CutSuffix(full, de.Error()); ok {
-		return prefix + de.Message
+	if ce, ok := errors.AsType[*client.Error](err); ok && ce.Err != nil {
+		return strings.Replace(full, ce.Error(), ce.Err.Message, 1)
 	}
-	return de.Message
+	if de, ok := errors.AsType[*deputy.Error](err); ok {
+		return strings.Replace(full, de.Error(), de.Message, 1)
+	}
+	return full
 }

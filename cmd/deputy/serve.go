@@ -76,12 +76,13 @@ low to high precedence. Durations are written like 500ms, 10s, 5m, 1h or 1d.`,
 // tasks finish until a deadline, and the store is closed.
 func serve(ctx context.Context, e *env, cfg Config, opts serveOptions) (err error) {
 	log := cfg.newLogger(e.stderr)
+	var dev *devEnv
 	if opts.dev {
-		dev, err := startDev(&cfg, log, e)
-		if err != nil {
+		if dev, err = startDev(&cfg, log); err != nil {
 			return err
 		}
 		defer dev.Close()
+		log.Warn("development mode: Elasticsearch and UIAM are in-process stand-ins; not for production")
 	}
 	d, err := newDaemon(ctx, cfg, opts, log)
 	if err != nil {
@@ -114,6 +115,9 @@ func serve(ctx context.Context, e *env, cfg Config, opts serveOptions) (err erro
 		slog.String("node_id", d.m.NodeID()),
 		slog.String("store", d.storeDesc),
 		slog.Bool("authentication", d.auth != nil))
+	if dev != nil {
+		dev.printBanner(e.stderr, addr)
+	}
 	if d.auth == nil && !loopback(addr) {
 		log.Warn("the API is not authenticated and listens beyond loopback: anyone who reaches it "+
 			"can change every task", slog.String("addr", addr))
@@ -265,7 +269,7 @@ func openStore(ctx context.Context, cfg Config, migrate bool, log *slog.Logger,
 		}
 		db, err := sqlite.Open(ctx, sqlite.Config{
 			Path:   cfg.Store.Path,
-			Logger: log.With(slog.String("component", "sqlite")),
+			Logger: log,
 		})
 		if err != nil {
 			return nil, "", fmt.Errorf("open sqlite: %w", err)

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/deputyhq/deputy"
+	"github.com/deputyhq/deputy/client"
 )
 
 // Defaults of the tasks commands.
@@ -39,7 +40,8 @@ The Authorization header is taken from --auth, else from $DEPUTY_AUTHORIZATION
 
 Exit codes: 0 ok, 1 error, 2 invalid input, 3 not found, 4 conflict,
 5 unauthorized or forbidden, 6 daemon unavailable.`,
-		Args: args(cobra.NoArgs),
+		Args: cobra.ArbitraryArgs,
+		RunE: helpOrUnknown,
 	}
 	pf := cmd.PersistentFlags()
 	server, _ := e.lookupEnv("DEPUTY_SERVER")
@@ -60,7 +62,7 @@ Exit codes: 0 ok, 1 error, 2 invalid input, 3 not found, 4 conflict,
 }
 
 // client returns the API client and checks the output format.
-func (tf *tasksFlags) client(e *env) (*apiClient, error) {
+func (tf *tasksFlags) client(e *env) (*client.Client, error) {
 	if tf.output != "table" && tf.output != "json" {
 		return nil, usagef("--output %q must be table or json", tf.output)
 	}
@@ -112,7 +114,7 @@ func newScheduleCmd(e *env, tf *tasksFlags) *cobra.Command {
 			return err
 		}
 		var t json.RawMessage
-		if err := c.do(cmd.Context(), http.MethodPost, "/api/tasks", nil, body, &t); err != nil {
+		if err := c.Do(cmd.Context(), http.MethodPost, "/api/tasks", nil, body, &t); err != nil {
 			return err
 		}
 		return printTask(e.stdout, tf.output, t)
@@ -205,7 +207,7 @@ func newGetCmd(e *env, tf *tasksFlags) *cobra.Command {
 			}
 			var t json.RawMessage
 			path := "/api/tasks/" + url.PathEscape(a[0])
-			if err := c.do(cmd.Context(), http.MethodGet, path, nil, nil, &t); err != nil {
+			if err := c.Do(cmd.Context(), http.MethodGet, path, nil, nil, &t); err != nil {
 				return err
 			}
 			return printTask(e.stdout, tf.output, t)
@@ -252,7 +254,7 @@ func newListCmd(e *env, tf *tasksFlags) *cobra.Command {
 			q.Set("after", after)
 		}
 		var raw json.RawMessage
-		if err := c.do(cmd.Context(), http.MethodGet, "/api/tasks", q, nil, &raw); err != nil {
+		if err := c.Do(cmd.Context(), http.MethodGet, "/api/tasks", q, nil, &raw); err != nil {
 			return err
 		}
 		if tf.output == "json" {
@@ -299,7 +301,7 @@ func newRemoveCmd(e *env, tf *tasksFlags) *cobra.Command {
 			failed  []error
 		)
 		for _, id := range ids {
-			err := c.do(cmd.Context(), http.MethodDelete, "/api/tasks/"+url.PathEscape(id), q, nil, nil)
+			err := c.Do(cmd.Context(), http.MethodDelete, "/api/tasks/"+url.PathEscape(id), q, nil, nil)
 			if err != nil {
 				failed = append(failed, fmt.Errorf("remove %s: %w", id, err))
 				continue
@@ -332,7 +334,7 @@ func newRunSoonCmd(e *env, tf *tasksFlags) *cobra.Command {
 			}
 			var t json.RawMessage
 			path := "/api/tasks/" + url.PathEscape(a[0]) + "/_run_soon"
-			if err := c.do(cmd.Context(), http.MethodPost, path, nil, nil, &t); err != nil {
+			if err := c.Do(cmd.Context(), http.MethodPost, path, nil, nil, &t); err != nil {
 				return err
 			}
 			return printTask(e.stdout, tf.output, t)
@@ -369,7 +371,7 @@ func newEnableCmd(e *env, tf *tasksFlags, enable bool) *cobra.Command {
 			body["clear_state"] = true
 		}
 		var raw json.RawMessage
-		if err := c.do(cmd.Context(), http.MethodPost, path, nil, body, &raw); err != nil {
+		if err := c.Do(cmd.Context(), http.MethodPost, path, nil, body, &raw); err != nil {
 			return err
 		}
 		return printBulk(e, tf.output, raw)

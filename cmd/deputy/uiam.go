@@ -1,16 +1,25 @@
 package main
 
 import (
-	"errors"
+	"fmt"
 	"log/slog"
 
 	"github.com/deputyhq/deputy"
+	"github.com/deputyhq/deputy/uiam"
 )
 
-// newUIAM returns the UIAM key service.
-//
-// TODO(deputy): wire github.com/deputyhq/deputy/uiam once that package
-// lands; until then a configured uiam.url is refused rather than ignored.
-func newUIAM(_ Config, _ *slog.Logger) (deputy.KeyService, error) {
-	return nil, errors.New("config: uiam: this build has no UIAM key service yet")
+// newUIAM returns the UIAM key service of the configuration.
+func newUIAM(cfg Config, log *slog.Logger) (deputy.KeyService, error) {
+	if cfg.UIAM.SharedSecret == "" {
+		return nil, fmt.Errorf("config: uiam.shared_secret: required with uiam.url")
+	}
+	svc, err := uiam.New(uiam.Config{
+		URL:          cfg.UIAM.URL,
+		SharedSecret: cfg.UIAM.SharedSecret,
+		Logger:       log.With(slog.String("component", "uiam")),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("config: uiam: %w", err)
+	}
+	return svc, nil
 }
