@@ -19,11 +19,14 @@ var (
 	VALUES (?, ?, ?, ?, ?)`)
 
 	// qAdoptKey counts one more reference to a key. A key the user brought
-	// is recorded on first use; other keys are recorded already.
+	// is recorded on first use, and marked as the user's if it was recorded
+	// as a grant, so that it is never invalidated; other keys are recorded
+	// already.
 	qAdoptKey = writeQuery(`INSERT INTO api_keys
 		(kind, key_id, secret, refs, created_by_user, user_name, granted_at)
-	VALUES (?, ?, ?, 1, 1, ?, ?)
-	ON CONFLICT (kind, key_id) DO UPDATE SET refs = refs + 1`)
+	VALUES (?, ?, ?, 1, ?, ?, ?)
+	ON CONFLICT (kind, key_id) DO UPDATE SET refs = refs + 1,
+		created_by_user = max(created_by_user, excluded.created_by_user)`)
 
 	qTakeKeys = writeQuery(`DELETE FROM task_keys WHERE task_id = ? RETURNING kind, key_id`)
 
@@ -105,7 +108,7 @@ func (w *wtx) addKeys(ctx context.Context, t *deputy.Task, now time.Time) error 
 		if err != nil {
 			return err
 		}
-		_, err = w.exec(ctx, qAdoptKey, k.Kind, k.ID, k.Secret, userName(t), micros(now))
+		_, err = w.exec(ctx, qAdoptKey, k.Kind, k.ID, k.Secret, byUser, userName(t), micros(now))
 		if err != nil {
 			return err
 		}

@@ -108,3 +108,38 @@ func TestPlans(t *testing.T) {
 		}
 	}
 }
+
+// TestOpen_Pragmas checks the connection settings of the writer and of the
+// readers.
+func TestOpen_Pragmas(t *testing.T) {
+	t.Parallel()
+	db := mustOpen(t)
+	tests := []struct {
+		conn   string
+		pragma string
+		want   string
+	}{
+		{"writer", "journal_mode", "wal"},
+		{"writer", "synchronous", "1"},
+		{"writer", "foreign_keys", "1"},
+		{"writer", "busy_timeout", "5000"},
+		{"writer", "query_only", "0"},
+		{"reader", "journal_mode", "wal"},
+		{"reader", "foreign_keys", "1"},
+		{"reader", "busy_timeout", "5000"},
+		{"reader", "query_only", "1"},
+	}
+	for _, tt := range tests {
+		conn := db.w
+		if tt.conn == "reader" {
+			conn = db.r
+		}
+		var got string
+		if err := conn.QueryRowContext(t.Context(), "PRAGMA "+tt.pragma).Scan(&got); err != nil {
+			t.Fatalf("%s: PRAGMA %s: %v", tt.conn, tt.pragma, err)
+		}
+		if got != tt.want {
+			t.Errorf("%s: PRAGMA %s = %s, want %s", tt.conn, tt.pragma, got, tt.want)
+		}
+	}
+}

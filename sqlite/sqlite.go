@@ -100,7 +100,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 
 	// The writer goes first: it switches the file to WAL mode.
 	var err error
-	db.w, err = sql.Open("sqlite", dsn(cfg, "_txlock=immediate"))
+	db.w, err = sql.Open("sqlite", dsn(cfg, writerParams))
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite: %w", err)
 	}
@@ -113,7 +113,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		return nil, fmt.Errorf("open sqlite: %w", err)
 	}
 
-	db.r, err = sql.Open("sqlite", dsn(cfg, "_query_only=1"))
+	db.r, err = sql.Open("sqlite", dsn(cfg, readerParams))
 	if err != nil {
 		_ = db.w.Close()
 		return nil, fmt.Errorf("open sqlite: %w", err)
@@ -132,18 +132,31 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	return db, nil
 }
 
-// dsn returns the data source name of cfg's file with the connection
-// settings every connection shares, plus extra.
-func dsn(cfg Config, extra string) string {
+// dsn returns the data source name of cfg's file with the settings every
+// connection shares, plus the given URL query parameters.
+func dsn(cfg Config, params url.Values) string {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(cfg.BusyTimeout.Milliseconds(), 10)+")")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "temp_store(MEMORY)")
-	q.Add("_pragma", "cache_size(-32768)")
-	return cfg.Path + "?" + q.Encode() + "&" + extra
+	for k, vs := range params {
+		q[k] = append(q[k], vs...)
+	}
+	return cfg.Path + "?" + q.Encode()
 }
+
+// writerParams are the writer's own settings: transactions that take the
+// write lock at BEGIN, a larger page cache, and a WAL file truncated back
+// to 64 MiB after checkpoints.
+var writerParams = url.Values{
+	"_txlock": {"immediate"},
+	"_pragma": {"cache_size(-32768)", "journal_size_limit(67108864)"},
+}
+
+// readerParams keep readers from writing.
+var readerParams = url.Values{"_query_only": {"1"}}
 
 // Close closes the database. It is idempotent.
 func (db *DB) Close() error {

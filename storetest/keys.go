@@ -81,6 +81,17 @@ func testKeys(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 		wantQueued(t, allPending(t, s))
 	})
 
+	t.Run("UserKeyRecordedAsGrantNeverQueued", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		mustRecordKeys(t, s, keyRecord("es", "mine", base))
+		mustInsert(t, s, withKeys(newTask("a", typeA, base), userKey("es", "mine")))
+		wantRefs(t, s, "es", "mine", 1, true)
+		mustRemove(t, s, at(time.Minute), "a")
+		wantRefs(t, s, "es", "mine", 0, false)
+		wantQueued(t, allPending(t, s))
+	})
+
 	t.Run("ReleaseKeys", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)
