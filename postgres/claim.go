@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/deputyhq/deputy"
 )
@@ -286,6 +287,9 @@ func resolveFailures(ctx context.Context, q querier, cand, dups []int, id func(i
 // update read before it cannot put the old lease back.
 func (db *DB) RenewLeases(ctx context.Context, ls []deputy.Lease) ([]error, error) {
 	errs := make([]error, len(ls))
+	if len(ls) == 0 {
+		return errs, nil
+	}
 	first, dups := splitDups(len(ls), func(i int) string { return ls[i].ID })
 	var (
 		ids    []string
@@ -297,15 +301,18 @@ func (db *DB) RenewLeases(ctx context.Context, ls []deputy.Lease) ([]error, erro
 		claims = append(claims, ls[i].ClaimVersion)
 		until = append(until, ls[i].Until)
 	}
-	rows, err := db.pool.Query(ctx, `
+	var renewed []string
+	err := retry(func() error {
+		rows, err := db.pool.Query(ctx, `
 UPDATE tasks t SET retry_at = l.until, version = t.version + 1
 FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) AS l(id, claim_version, until)
 WHERE t.id = l.id AND t.claim_version = l.claim_version AND t.status = 'running'
 RETURNING t.id`, ids, claims, until)
-	if err != nil {
-		return nil, fmt.Errorf("renew leases: %w", wrapErr(err))
-	}
-	renewed, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err == nil {
+			renewed, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		}
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("renew leases: %w", wrapErr(err))
 	}
@@ -332,7 +339,7 @@ SET status = 'idle', owner_id = '', started_at = NULL, retry_at = NULL, run_at =
 
 // ReleaseOwned puts the tasks running under owner back to idle, due at now.
 func (db *DB) ReleaseOwned(ctx context.Context, owner string, now time.Time) (int, error) {
-	tag, err := db.pool.Exec(ctx, "UPDATE tasks t"+releaseSet+`
+	tag, err := db.exec(ctx, "UPDATE tasks t"+releaseSet+`
 WHERE t.owner_id = $2 AND t.status IN ('running', 'claiming')`, micro(now), owner)
 	if err != nil {
 		return 0, fmt.Errorf("release owned tasks: %w", wrapErr(err))
@@ -354,7 +361,7 @@ ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen`, node, micro(now)
 // ReleaseDeadNodes forgets the nodes last seen before cutoff and releases
 // their running tasks, in one statement.
 func (db *DB) ReleaseDeadNodes(ctx context.Context, cutoff, now time.Time) (int, error) {
-	tag, err := db.pool.Exec(ctx, `
+	tag, err := db.exec(ctx, `
 WITH dead AS (DELETE FROM nodes WHERE last_seen < $2 RETURNING id)
 UPDATE tasks t`+releaseSet+`
 FROM dead WHERE t.owner_id = dead.id AND t.status IN ('running', 'claiming')`,
@@ -363,6 +370,17 @@ FROM dead WHERE t.owner_id = dead.id AND t.status IN ('running', 'claiming')`,
 		return 0, fmt.Errorf("release dead nodes: %w", wrapErr(err))
 	}
 	return db.released(tag.RowsAffected()), nil
+}
+
+// exec runs one statement on the pool, retrying as retry does.
+func (db *DB) exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	var tag pgconn.CommandTag
+	err := retry(func() error {
+		var err error
+		tag, err = db.pool.Exec(ctx, sql, args...)
+		return err
+	})
+	return tag, err
 }
 
 // released wakes the other nodes when tasks were released, since they are

@@ -235,23 +235,31 @@ type querier interface {
 // or serialization race.
 const maxTxAttempts = 3
 
-// inTx runs fn in a transaction and commits. A transaction that deadlocked
-// is retried, so fn must not leave effects outside the transaction before it
-// returns: callers write results back only once inTx succeeds.
-func (db *DB) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+// retry runs fn again when it lost a deadlock or a serialization race,
+// which the server resolves by rolling one party back: fn wrote nothing.
+// Batches are sorted by id so that writers lock rows in one order, which
+// leaves the races with statements that lock in another order.
+func retry(fn func() error) error {
 	for attempt := 1; ; attempt++ {
-		err := pgx.BeginFunc(ctx, db.pool, fn)
+		err := fn()
 		if err == nil || attempt == maxTxAttempts || !isCode(err, "40001", "40P01") {
 			return err
 		}
 	}
 }
 
+// inTx runs fn in a transaction and commits, retrying as retry does. fn
+// must not leave effects outside the transaction: callers write results
+// back only once inTx succeeds.
+func (db *DB) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	return retry(func() error { return pgx.BeginFunc(ctx, db.pool, fn) })
+}
+
 // inTxIf runs fn in a transaction when tx is set, else on the pool: a
 // single statement needs no transaction of its own.
 func (db *DB) inTxIf(ctx context.Context, tx bool, fn func(q querier) error) error {
 	if !tx {
-		return fn(db.pool)
+		return retry(func() error { return fn(db.pool) })
 	}
 	return db.inTx(ctx, func(tx pgx.Tx) error { return fn(tx) })
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -495,4 +496,111 @@ func TestKeys_UserKeyNeverQueued(t *testing.T) {
 	if err != nil || n != 0 || recorded {
 		t.Fatalf("KeyRefs = %d, %t, %v; want the record gone", n, recorded, err)
 	}
+}
+
+// TestKeys_ConcurrentRefcount shares keys between tasks that several nodes
+// insert, re-key and remove at once: the counts must come out exact, and
+// each key must be queued once, when its last task lets go of it.
+func TestKeys_ConcurrentRefcount(t *testing.T) {
+	t.Parallel()
+	schema := newSchema(t)
+	const nodes, rounds, batch = 4, 8, 5
+	dbs := make([]*DB, nodes)
+	for i := range dbs {
+		dbs[i] = mustOpen(t, schema, func(c *Config) { c.NoListen = true })
+	}
+	now := time.Now().Add(time.Hour)
+	granted := func(id string) deputy.TaskKey {
+		return deputy.TaskKey{Kind: "es", ID: id, Secret: []byte("secret-" + id)}
+	}
+	user := deputy.TaskKey{Kind: "uiam", ID: "u", Secret: []byte("user"), CreatedByUser: true}
+	err := dbs[0].RecordKeys(t.Context(), []deputy.Key{
+		{Kind: "es", ID: "k1", Secret: []byte("r1"), GrantedAt: now},
+		{Kind: "es", ID: "k2", Secret: []byte("r2"), GrantedAt: now}})
+	if err != nil {
+		t.Fatalf("RecordKeys: %v", err)
+	}
+	pin1, pin2 := dueTask("pin1", now), dueTask("pin2", now)
+	pin1.Keys, pin2.Keys = []deputy.TaskKey{granted("k1")}, []deputy.TaskKey{granted("k2")}
+	mustInsert(t, dbs[0], pin1, pin2)
+
+	var wg sync.WaitGroup
+	errs := make([]error, nodes)
+	for n, db := range dbs {
+		wg.Go(func() {
+			errs[n] = churnKeys(t.Context(), db, n, rounds, batch, now, granted, user)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("churn: %v", err)
+	}
+
+	wantRefs := func(kind, id string, refs int, recorded bool) {
+		t.Helper()
+		n, ok, err := dbs[0].KeyRefs(t.Context(), deputy.KeyRef{Kind: kind, ID: id})
+		if err != nil || n != refs || ok != recorded {
+			t.Fatalf("KeyRefs %s/%s = %d, %t, %v; want %d, %t", kind, id, n, ok, err, refs,
+				recorded)
+		}
+	}
+	wantRefs("es", "k1", 1, true)
+	wantRefs("es", "k2", 1, true)
+	wantRefs("uiam", "u", 0, false)
+	if keys, err := dbs[0].PendingKeys(t.Context(), deputy.PendingQuery{}); err != nil ||
+		len(keys) != 0 {
+		t.Fatalf("PendingKeys = %v, %v; want none while pinned", keys, err)
+	}
+
+	errs2, err := dbs[1].Remove(t.Context(), []string{"pin2", "pin1"}, now)
+	if err == nil {
+		err = errors.Join(errs2...)
+	}
+	if err != nil {
+		t.Fatalf("Remove pins: %v", err)
+	}
+	keys, err := dbs[0].PendingKeys(t.Context(), deputy.PendingQuery{})
+	if err != nil || len(keys) != 2 || keys[0].ID == keys[1].ID {
+		t.Fatalf("PendingKeys = %v, %v; want k1 and k2 once each", keys, err)
+	}
+}
+
+// churnKeys inserts batches of tasks holding k1 and the user's key, moves
+// some to k2, and removes them, in orders that differ between nodes.
+func churnKeys(ctx context.Context, db *DB, node, rounds, batch int, now time.Time,
+	granted func(string) deputy.TaskKey, user deputy.TaskKey,
+) error {
+	for r := range rounds {
+		var (
+			tasks []*deputy.Task
+			ids   []string
+		)
+		for i := range batch {
+			task := dueTask(fmt.Sprintf("n%d-r%d-t%d", node, r, i), now)
+			task.Keys = []deputy.TaskKey{granted("k1"), user}
+			tasks = append(tasks, task)
+			ids = append(ids, task.ID)
+		}
+		if node%2 == 1 {
+			slices.Reverse(tasks)
+			slices.Reverse(ids)
+		}
+		errs, err := db.Insert(ctx, tasks)
+		if err = errors.Join(append(errs, err)...); err != nil {
+			return fmt.Errorf("insert: %w", err)
+		}
+		for _, task := range tasks[:2] {
+			task.Keys = []deputy.TaskKey{granted("k2"), user}
+		}
+		errs, err = db.Update(ctx, tasks[:2], deputy.UpdateOptions{Now: now, ReplaceKeys: true})
+		if err = errors.Join(append(errs, err)...); err != nil {
+			return fmt.Errorf("update: %w", err)
+		}
+		slices.Reverse(ids)
+		errs, err = db.Remove(ctx, ids, now)
+		if err = errors.Join(append(errs, err)...); err != nil {
+			return fmt.Errorf("remove: %w", err)
+		}
+	}
+	return nil
 }

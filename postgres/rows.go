@@ -339,8 +339,9 @@ func claimableNow(t *deputy.Task, now time.Time) bool {
 	return false
 }
 
-// splitDups splits n items keyed by id into the first occurrences and the
-// later duplicates, which bulk calls fail.
+// splitDups splits n items keyed by id into the first occurrences, sorted
+// by id so that batches lock rows in one order, and the later duplicates,
+// which bulk calls fail.
 func splitDups(n int, id func(i int) string) (first, dups []int) {
 	seen := make(map[string]bool, n)
 	first = make([]int, 0, n)
@@ -353,6 +354,7 @@ func splitDups(n int, id func(i int) string) (first, dups []int) {
 		seen[k] = true
 		first = append(first, i)
 	}
+	slices.SortFunc(first, func(a, b int) int { return strings.Compare(id(a), id(b)) })
 	return first, dups
 }
 

@@ -59,7 +59,10 @@ func (db *DB) Insert(ctx context.Context, tasks []*deputy.Task) ([]error, error)
 		err        error
 	)
 	if !keyed {
-		inserted, err = insertRows(ctx, db.pool, tasks, cand, now)
+		err = retry(func() error {
+			inserted, err = insertRows(ctx, db.pool, tasks, cand, now)
+			return err
+		})
 	} else {
 		err = db.inTx(ctx, func(tx pgx.Tx) error {
 			inserted, unrecorded, err = insertKeyed(ctx, tx, tasks, cand, now)
@@ -637,6 +640,9 @@ FROM gone LEFT JOIN k ON k.task_id = gone.id`
 // The keys of a running task are held until its lease expires.
 func (db *DB) Remove(ctx context.Context, ids []string, now time.Time) ([]error, error) {
 	errs := make([]error, len(ids))
+	if len(ids) == 0 {
+		return errs, nil
+	}
 	first, dups := splitDups(len(ids), func(i int) string { return ids[i] })
 	uniq := make([]string, len(first))
 	for n, i := range first {
