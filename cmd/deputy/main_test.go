@@ -68,3 +68,28 @@ func TestRun_Usage(t *testing.T) {
 		}
 	}
 }
+
+func TestScheduleText(t *testing.T) {
+	t.Parallel()
+	minutes := make([]int, 60)
+	for i := range minutes {
+		minutes[i] = i
+	}
+	tests := []struct {
+		s    *deputy.Schedule
+		want string
+	}{
+		{nil, "once"},
+		{&deputy.Schedule{Interval: "10s"}, "every 10s"},
+		{&deputy.Schedule{RRule: &deputy.RRule{Freq: "DAILY", Interval: 2, TZID: "Europe/Paris",
+			ByHour: []int{9}, ByMinute: []int{0}, ByWeekday: []string{"MO", "FR"}}},
+			"rrule DAILY/2 Europe/Paris byhour=9 byminute=0 byweekday=MO,FR"},
+		{&deputy.Schedule{RRule: &deputy.RRule{Freq: "HOURLY", TZID: "UTC", ByMinute: minutes}},
+			"rrule HOURLY UTC byminute=0,1,2,3,…(60)"},
+	}
+	for _, tt := range tests {
+		if got := scheduleText(tt.s); got != tt.want {
+			t.Fatalf("scheduleText = %q, want %q", got, tt.want)
+		}
+	}
+}

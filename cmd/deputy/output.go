@@ -104,11 +104,46 @@ func scheduleText(s *deputy.Schedule) string {
 	case s.Interval != "":
 		return "every " + s.Interval
 	case s.RRule != nil:
-		b, _ := json.Marshal(s.RRule)
-		return "rrule " + string(b)
+		return rruleText(s.RRule)
 	default:
 		return "-"
 	}
+}
+
+// rruleText describes an rrule on one short line, such as
+// "DAILY Europe/Paris byhour=9 byminute=0"; long lists are cut.
+func rruleText(r *deputy.RRule) string {
+	parts := []string{r.Freq}
+	if r.Interval > 1 {
+		parts[0] += "/" + strconv.Itoa(r.Interval)
+	}
+	parts = append(parts, r.TZID)
+	ints := func(name string, vs []int) {
+		if len(vs) == 0 {
+			return
+		}
+		strs := make([]string, len(vs))
+		for i, v := range vs {
+			strs[i] = strconv.Itoa(v)
+		}
+		parts = append(parts, name+"="+cutList(strs))
+	}
+	ints("byhour", r.ByHour)
+	ints("byminute", r.ByMinute)
+	if len(r.ByWeekday) > 0 {
+		parts = append(parts, "byweekday="+cutList(r.ByWeekday))
+	}
+	ints("bymonthday", r.ByMonthDay)
+	return "rrule " + strings.Join(parts, " ")
+}
+
+// cutList joins a list, keeping the first items of a long one.
+func cutList(vs []string) string {
+	const keep = 4
+	if len(vs) <= keep+1 {
+		return strings.Join(vs, ",")
+	}
+	return strings.Join(vs[:keep], ",") + fmt.Sprintf(",…(%d)", len(vs))
 }
 
 func timeText(t time.Time) string {
