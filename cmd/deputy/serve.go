@@ -66,6 +66,8 @@ low to high precedence. Durations are written like 500ms, 10s, 5m, 1h or 1d.`,
 		}
 		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
+		// Once shutting down, a second signal ends the process at once.
+		context.AfterFunc(ctx, stop)
 		return serve(ctx, e, cfg, opts)
 	}
 	return cmd
@@ -102,30 +104,19 @@ func serve(ctx context.Context, e *env, cfg Config, opts serveOptions) (err erro
 	if err := d.m.Start(ctx); err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler:           d.api,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	srv, served := serveAPI(ln, d.api, log)
 	addr := ln.Addr().String()
-	log.Info("deputy listening",
-		slog.String("addr", addr),
-		slog.String("node_id", d.m.NodeID()),
-		slog.String("store", d.storeDesc),
-		slog.Bool("authentication", d.auth != nil))
+	d.announce(addr, log)
 	if dev != nil {
 		dev.printBanner(e.stderr, addr)
 	}
-	if d.auth == nil && !loopback(addr) {
-		log.Warn("the API is not authenticated and listens beyond loopback: anyone who reaches it "+
-			"can change every task", slog.String("addr", addr))
-	}
 
 	if cfg.Examples {
-		if err = scheduleExamples(ctx, d.m, addr, log); err != nil {
+		// A signal during start is a shutdown, not a failure.
+		if err = scheduleExamples(ctx, d.m, addr, log); err != nil && ctx.Err() == nil {
 			err = fmt.Errorf("schedule examples: %w", err)
+		} else {
+			err = nil
 		}
 	}
 	if err == nil {
@@ -137,6 +128,34 @@ func serve(ctx context.Context, e *env, cfg Config, opts serveOptions) (err erro
 		}
 	}
 	return errors.Join(err, d.shutdown(srv, log))
+}
+
+// serveAPI serves h on ln in the background. The channel receives the
+// error Serve returns.
+func serveAPI(ln net.Listener, h http.Handler, log *slog.Logger) (*http.Server, <-chan error) {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	return srv, served
+}
+
+// announce logs where the daemon listens, for people and for tests and
+// tools that read the address from the "deputy listening" line.
+func (d *daemon) announce(addr string, log *slog.Logger) {
+	log.Info("deputy listening",
+		slog.String("addr", addr),
+		slog.String("node_id", d.m.NodeID()),
+		slog.String("store", d.storeDesc),
+		slog.Bool("authentication", d.auth != nil))
+	if d.auth == nil && !loopback(addr) {
+		log.Warn("the API is not authenticated and listens beyond loopback: anyone who reaches it "+
+			"can change every task", slog.String("addr", addr))
+	}
 }
 
 // shutdown stops the API, then the manager, each with its deadline.
