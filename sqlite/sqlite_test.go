@@ -10,7 +10,14 @@ import (
 	"github.com/deputyhq/deputy"
 	"github.com/deputyhq/deputy/sqlite"
 	"github.com/deputyhq/deputy/storetest"
+	"go.uber.org/goleak"
 )
+
+// TestMain fails the tests when a goroutine outlives them: every store is
+// closed by then.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
 
 // MustOpen opens a store on a fresh file in t's temporary directory and
 // closes it when t ends.

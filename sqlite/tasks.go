@@ -234,8 +234,12 @@ func loadKeys(ctx context.Context, q querier, tasks []*deputy.Task, keyed []stri
 	return rows.Err()
 }
 
-// Insert implements [deputy.Store].
+// Insert implements [deputy.Store]. The store's clock, [Config.Now], stamps
+// the tasks.
 func (db *DB) Insert(ctx context.Context, tasks []*deputy.Task) ([]error, error) {
+	// TODO(deputy): Store.Insert takes no write time, unlike Update and
+	// Remove, so the stamps come from this store's clock rather than the
+	// manager's; pass the time in once the contract has it.
 	now := db.cfg.Now().UTC().Truncate(time.Microsecond)
 	errs := make([]error, len(tasks))
 	err := db.write(ctx, func(ctx context.Context, w *wtx) error {
