@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/deputyhq/deputy"
@@ -165,7 +166,9 @@ func (w *wtx) unrefAll(ctx context.Context, refs []deputy.KeyRef, now time.Time,
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			// NB: every task key has a record, so this is a corrupt database.
-			w.db.log.Warn("released key has no record", "kind", r.Kind, "key_id", r.ID)
+			w.db.log.Warn("released key has no record",
+				slog.String("kind", r.Kind),
+				slog.String("key_id", r.ID))
 			continue
 		case err != nil:
 			return err
