@@ -330,6 +330,58 @@ func (c *Config) loadEnv(lookup func(string) (string, bool)) error {
 	return nil
 }
 
+// keyHelp describes the keys in flag usage.
+var keyHelp = map[string]string{
+	"listen":                                "address of the HTTP API (default 127.0.0.1:7420)",
+	"data":                                  "data directory: SQLite database and node id (default ./deputy-data)",
+	"node_id":                               "node id (default: generated once, kept in <data>/node_id)",
+	"poll_interval":                         "how often to look for due tasks (default 500ms)",
+	"capacity":                              "normal-cost tasks run at once (default 10)",
+	"max_attempts":                          "attempts of a one-off task before it is removed (default 3)",
+	"lease":                                 "how long a claim owns a task, renewed while it runs (default 5m)",
+	"heartbeat_interval":                    "how often the node records that it is alive (default 10s)",
+	"node_ttl":                              "silence after which a node's tasks are released (default 30s)",
+	"store.driver":                          "store: sqlite or postgres (default postgres with a URL, else sqlite)",
+	"store.path":                            "SQLite file (default <data>/deputy.db)",
+	"api_key_type":                          "kind of API key runs present: es or uiam",
+	"invalidate_api_key_task.interval":      "how often retired API keys are invalidated (default 5m)",
+	"invalidate_api_key_task.removal_delay": "how long a retired API key waits before invalidation (default 1h)",
+	"elasticsearch.url":                     "Elasticsearch URL; enables API keys and API authentication",
+	"elasticsearch.username":                "deputy's Elasticsearch user (password in the file or environment)",
+	"elasticsearch.ca":                      "file of PEM certificate authorities for Elasticsearch",
+	"uiam.url":                              "UIAM URL; grants UIAM keys too (shared secret in the file or environment)",
+	"admin_role":                            "role whose holders see and change every task of their space",
+	"credential_hosts":                      "hosts runs present user keys to (default: the Elasticsearch host)",
+	"log_level":                             "debug, info, warn or error (default info)",
+	"log_format":                            "text or json (default text)",
+	"examples":                              "schedule the example tasks on start",
+}
+
+// keyFlag is the flag of a key. It holds the text given; [Config.loadFlags]
+// parses it, so that file, environment and flags share one parser and its
+// error messages.
+type keyFlag struct {
+	typ, val string
+}
+
+func (f *keyFlag) String() string     { return f.val }
+func (f *keyFlag) Set(s string) error { f.val = s; return nil }
+func (f *keyFlag) Type() string       { return f.typ }
+
+// flagType names the kind of value a key takes in flag usage.
+func flagType(v reflect.Value) string {
+	switch {
+	case v.Type() == durationType:
+		return "duration"
+	case v.Kind() == reflect.Int:
+		return "int"
+	case v.Kind() == reflect.Slice:
+		return "list"
+	default:
+		return "string"
+	}
+}
+
 // flagAliases are flags for keys besides their --<key> flag.
 var flagAliases = map[string]string{"store": "store.driver", "database-url": "store.url"}
 
@@ -342,15 +394,15 @@ func addConfigFlags(fs *pflag.FlagSet) {
 			continue
 		}
 		v := reflect.ValueOf(defaultConfig()).FieldByIndex(k.index)
-		usage := fmt.Sprintf("%s (env %s)", k.name, k.env())
+		usage := fmt.Sprintf("%s; env %s", cmp.Or(keyHelp[k.name], k.name), k.env())
 		if v.Kind() == reflect.Bool {
 			fs.Bool(k.flag(), false, usage)
 			continue
 		}
-		fs.String(k.flag(), "", usage)
+		fs.Var(&keyFlag{typ: flagType(v)}, k.flag(), usage)
 	}
-	fs.String("store", "", "alias of --store-driver: sqlite or postgres")
-	fs.String("database-url", "",
+	fs.Var(&keyFlag{typ: "string"}, "store", "alias of --store-driver: sqlite or postgres")
+	fs.Var(&keyFlag{typ: "string"}, "database-url",
 		"PostgreSQL URL, as store.url (prefer DATABASE_URL: flags are visible to other users)")
 }
 

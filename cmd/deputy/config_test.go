@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/deputyhq/deputy"
 )
 
 // load loads a configuration from a YAML document, an environment and
@@ -270,6 +272,11 @@ func TestConfig_AllKeys(t *testing.T) {
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("keys = %v\nwant %v", got, want)
 	}
+	for _, k := range configKeys {
+		if !k.secret && keyHelp[k.name] == "" {
+			t.Fatalf("key %s has a flag but no help", k.name)
+		}
+	}
 }
 
 func TestPersistentNodeID(t *testing.T) {
@@ -289,5 +296,25 @@ func TestPersistentNodeID(t *testing.T) {
 	other, err := persistentNodeID(t.TempDir())
 	if err != nil || other == a {
 		t.Fatalf("another data dir got %q, %v", other, err)
+	}
+}
+
+// TestConfig_ExampleFile keeps deputy.example.yaml loadable and its values
+// the defaults it claims.
+func TestConfig_ExampleFile(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("deputy.example.yaml")
+	if err != nil {
+		t.Fatalf("read example: %v", err)
+	}
+	c := mustLoad(t, string(b), nil)
+	mc := c.managerConfig(nil)
+	if c.Listen != defaultListen || c.Store.Driver != "sqlite" ||
+		mc.PollInterval != deputy.DefaultPollInterval || mc.Capacity != deputy.DefaultCapacity ||
+		mc.MaxAttempts != deputy.DefaultMaxAttempts || mc.Lease != deputy.DefaultLease ||
+		mc.HeartbeatInterval != deputy.DefaultHeartbeatInterval || mc.NodeTTL != deputy.DefaultNodeTTL ||
+		mc.InvalidateInterval != deputy.DefaultInvalidateInterval ||
+		mc.RemovalDelay != deputy.DefaultRemovalDelay {
+		t.Fatalf("example config %+v differs from the defaults", c)
 	}
 }
