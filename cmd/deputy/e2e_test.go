@@ -410,6 +410,11 @@ func TestE2E_CLI(t *testing.T) {
 		{[]string{"tasks", "remove", "cli-1", "cli-file"}, "", 0, "removed cli-file"},
 		{[]string{"tasks", "remove", "cli-1"}, "", 3, "deputy: remove cli-1"},
 		{[]string{"tasks", "remove", "cli-1", "--ignore-missing", "-o", "json"}, "", 0, `"removed"`},
+		{[]string{"tasks", "--space", "team", "schedule", "--type", "noop", "--id", "in-team", "--interval", "1h"},
+			"", 0, "in-team"},
+		{[]string{"tasks", "get", "in-team"}, "", 3, "not found"},
+		{[]string{"tasks", "--space", "team", "get", "in-team"}, "", 0, "team"},
+		{[]string{"tasks", "--space", "team", "remove", "in-team"}, "", 0, "removed in-team"},
 		{[]string{"tasks", "list", "--bogus-flag"}, "", 2, "deputy: "},
 		{[]string{"tasks", "list", "--server", "http://127.0.0.1:1"}, "", 6, "cannot reach deputy"},
 	}
