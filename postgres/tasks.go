@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -259,8 +260,23 @@ func (db *DB) Fetch(ctx context.Context, q deputy.Query) (*deputy.Page, error) {
 		args = append(args, runAt, id)
 		where = append(where, fmt.Sprintf("(run_at, id) > ($%d, $%d)", len(args)-1, len(args)))
 	}
-	sql := "SELECT " + taskCols("") + " FROM tasks" + whereSQL(where) +
-		" ORDER BY run_at, id LIMIT " + strconv.Itoa(size+1)
+
+	// tasks_run_at_idx leaves running tasks out: read them apart, sorted,
+	// and merge the two ordered branches.
+	limit := " ORDER BY run_at, id LIMIT " + strconv.Itoa(size+1)
+	branch := func(cond string) string {
+		return "(SELECT " + taskCols("") + " FROM tasks" +
+			whereSQL(slices.Concat(where, []string{cond})) + limit + ")"
+	}
+	var branches []string
+	idle, running := statusBranches(q.Statuses)
+	if idle {
+		branches = append(branches, branch("status NOT IN ('running', 'claiming')"))
+	}
+	if running {
+		branches = append(branches, branch("status IN ('running', 'claiming')"))
+	}
+	sql := "SELECT * FROM (" + strings.Join(branches, " UNION ALL ") + ") t" + limit
 
 	rows, err := db.pool.Query(ctx, sql, args...)
 	if err != nil {
@@ -345,6 +361,22 @@ func queryFilter(q deputy.Query) ([]string, []any) {
 		add("run_at <= $?", *q.DueBefore)
 	}
 	return where, args
+}
+
+// statusBranches reports whether tasks with the given statuses may be
+// idle (not running or claiming) and running: Fetch reads each apart.
+func statusBranches(statuses []deputy.Status) (idle, running bool) {
+	if len(statuses) == 0 {
+		return true, true
+	}
+	for _, s := range statuses {
+		if s == deputy.StatusRunning || s == deputy.StatusClaiming {
+			running = true
+		} else {
+			idle = true
+		}
+	}
+	return idle, running
 }
 
 func whereSQL(where []string) string {
