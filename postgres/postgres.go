@@ -45,6 +45,9 @@ const defaultAppName = "deputy"
 // Config configures [Open].
 type Config struct {
 	// URL is the connection string, as a URL or key=value pairs. Required.
+	// pgx's parameters apply, such as pool_max_conns, or
+	// default_query_exec_mode=exec behind a pooler in transaction mode,
+	// where the default cached prepared statements do not work.
 	URL string
 	// Schema is the schema the store's tables live in. Open creates it when
 	// it is missing and puts it first on every connection's search_path.
