@@ -165,16 +165,8 @@ func (w *wtx) markClaimed(ctx context.Context, ids []string, p deputy.ClaimParam
 	if err := loadKeys(ctx, w, tasks, keyed, true); err != nil {
 		return nil, err
 	}
-
 	// RETURNING has no order: restore the claim order.
-	byID := make(map[string]*deputy.Task, len(tasks))
-	for _, t := range tasks {
-		byID[t.ID] = t
-	}
-	for i, id := range ids {
-		tasks[i] = byID[id]
-	}
-	return tasks, nil
+	return inOrder(tasks, ids), nil
 }
 
 // QueryContext runs a registered query; it lets loadKeys read in a write

@@ -344,20 +344,23 @@ func (db *DB) getMany(ctx context.Context, ids []string) ([]*deputy.Task, error)
 	if err != nil {
 		return nil, err
 	}
+	return inOrder(found, ids), nil
+}
 
-	// Return the tasks in the order of ids.
-	byID := make(map[string]*deputy.Task, len(found))
-	for _, t := range found {
+// inOrder returns the tasks in the order of their ids in ids, each once.
+func inOrder(tasks []*deputy.Task, ids []string) []*deputy.Task {
+	byID := make(map[string]*deputy.Task, len(tasks))
+	for _, t := range tasks {
 		byID[t.ID] = t
 	}
-	tasks := make([]*deputy.Task, 0, len(found))
+	ordered := make([]*deputy.Task, 0, len(tasks))
 	for _, id := range ids {
 		if t := byID[id]; t != nil {
-			tasks = append(tasks, t)
+			ordered = append(ordered, t)
 			delete(byID, id)
 		}
 	}
-	return tasks, nil
+	return ordered
 }
 
 // filter returns the WHERE conditions and arguments of q.
