@@ -371,6 +371,14 @@ func testFetch(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 		}
 	})
 
+	t.Run("ErrInvalidCursor", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		mustInsert(t, s, newTask("a", typeA, base))
+		_, err := s.Fetch(t.Context(), deputy.Query{After: "not a cursor"})
+		wantCode(t, "Fetch", err, deputy.EINVALID)
+	})
+
 	t.Run("DefaultSize", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)
