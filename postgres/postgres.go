@@ -133,11 +133,11 @@ type DB struct {
 func Open(ctx context.Context, cfg Config) (*DB, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
-		return nil, fmt.Errorf("open postgres: %w", err)
+		return nil, err
 	}
 	pcfg, err := pgxpool.ParseConfig(cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("open postgres: %w", err)
+		return nil, fmt.Errorf("parse URL: %w", err)
 	}
 	if cfg.MaxConns > 0 {
 		pcfg.MaxConns = cfg.MaxConns
@@ -154,7 +154,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
-		return nil, fmt.Errorf("open postgres: %w", err)
+		return nil, fmt.Errorf("create pool: %w", err)
 	}
 
 	db := &DB{
@@ -168,7 +168,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	if err := db.prepare(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("open postgres: %w", err)
+		return nil, err
 	}
 
 	db.ctx, db.cancel = context.WithCancel(context.Background())
@@ -185,7 +185,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 func (db *DB) prepare(ctx context.Context) error {
 	if db.cfg.Schema == "" {
 		if err := db.pool.Ping(ctx); err != nil {
-			return wrapErr(err)
+			return fmt.Errorf("ping: %w", wrapErr(err))
 		}
 	} else {
 		schema := pgx.Identifier{db.cfg.Schema}.Sanitize()
