@@ -249,7 +249,7 @@ func (m *Manager) requestFor(t *Task, log *slog.Logger) (*Request, error) {
 	if space == "" {
 		space = t.SpaceID
 	}
-	h := m.keys[k.Kind].Header(Secret(plain))
+	h := m.keys[k.Kind].Header(Secret(plain), k.CreatedByUser)
 	return NewRequest(space, k.Kind, k.ID, us.UserName, h, m.credentialHost), nil
 }
 

@@ -89,8 +89,9 @@ type KeyService interface {
 	Invalidate(ctx context.Context, keys []InvalidateKey) []error
 
 	// Header returns the headers a run presents to authenticate with a key
-	// of this kind.
-	Header(secret Secret) http.Header
+	// of this kind. createdByUser tells a key the caller brought from one
+	// deputy granted, for services that treat them differently.
+	Header(secret Secret, createdByUser bool) http.Header
 }
 
 // InvalidateKey is one key to invalidate: its id and, for services where a

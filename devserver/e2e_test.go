@@ -123,7 +123,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// A run presents each key; both authenticate as carol.
-	headers := []http.Header{w.esSvc.Header(esKey.Secret), w.uiamSvc.Header(uiamKey.Secret)}
+	headers := []http.Header{w.esSvc.Header(esKey.Secret, false), w.uiamSvc.Header(uiamKey.Secret, false)}
 	for _, h := range headers {
 		status, body := w.present(t, h)
 		if status != http.StatusOK || !strings.Contains(body, `"username":"carol"`) ||

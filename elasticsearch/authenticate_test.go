@@ -170,7 +170,7 @@ func TestService_Header(t *testing.T) {
 	t.Parallel()
 
 	f := setup(t)
-	h := f.svc.Header("aWQ6a2V5")
+	h := f.svc.Header("aWQ6a2V5", false)
 	if h.Get("Authorization") != "ApiKey aWQ6a2V5" || len(h) != 1 {
 		t.Fatalf("Header = %v", h)
 	}

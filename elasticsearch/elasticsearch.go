@@ -161,7 +161,7 @@ func (s *Service) Kind() string { return Kind }
 
 // Header returns "Authorization: ApiKey <secret>", where secret is
 // base64(id:api_key).
-func (s *Service) Header(secret deputy.Secret) http.Header {
+func (s *Service) Header(secret deputy.Secret, _ bool) http.Header {
 	return http.Header{"Authorization": {"ApiKey " + secret.Reveal()}}
 }
 

@@ -37,7 +37,7 @@ func TestService_Grant(t *testing.T) {
 
 		// The key authenticates as alice.
 		c, err := f.service(t, elasticsearch.Config{CacheTTL: -1}).Authenticate(
-			context.Background(), deputy.Secret(f.svc.Header(k.Secret).Get("Authorization")))
+			context.Background(), deputy.Secret(f.svc.Header(k.Secret, k.CreatedByUser).Get("Authorization")))
 		if err != nil || c.UserName != "alice" || c.APIKeyID != k.ID {
 			t.Fatalf("Authenticate with the key = %+v, %v; want alice's key %s", c, err, k.ID)
 		}

@@ -116,17 +116,15 @@ func New(cfg Config) (*Service, error) {
 // Kind returns "uiam".
 func (s *Service) Kind() string { return Kind }
 
-// Header returns "Authorization: ApiKey <secret>" and the shared secret.
-//
-// TODO(deputy): UIAM expects user-created keys without the shared secret
-// (Kibana marks them external and withholds it), but Header is not told
-// whether a key was created by the user; it would need the key's
-// CreatedByUser flag.
-func (s *Service) Header(secret deputy.Secret) http.Header {
-	return http.Header{
-		"Authorization": {"ApiKey " + secret.Reveal()},
-		http.CanonicalHeaderKey(clientAuthHeader): {s.secret.Reveal()},
+// Header returns "Authorization: ApiKey <secret>" and, for keys deputy
+// granted, the shared secret. A key the user created is external to the
+// project: as Kibana does, it is presented without the shared secret.
+func (s *Service) Header(secret deputy.Secret, createdByUser bool) http.Header {
+	h := http.Header{"Authorization": {"ApiKey " + secret.Reveal()}}
+	if !createdByUser {
+		h.Set(clientAuthHeader, s.secret.Reveal())
 	}
+	return h
 }
 
 // grantRequest is the body of a grant.

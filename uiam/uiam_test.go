@@ -306,10 +306,15 @@ func TestService_Header(t *testing.T) {
 	t.Parallel()
 
 	svc := mustNew(t, "https://uiam.example", sharedSecret)
-	h := svc.Header("essu_key")
+	h := svc.Header("essu_key", false)
 	if h.Get("Authorization") != "ApiKey essu_key" ||
 		h.Get("x-client-authentication") != sharedSecret || len(h) != 2 {
 		t.Fatalf("Header = %v", h)
+	}
+	// A key the user created is presented without the shared secret.
+	h = svc.Header("essu_own", true)
+	if h.Get("Authorization") != "ApiKey essu_own" || h.Get("x-client-authentication") != "" {
+		t.Fatalf("Header of a user-created key = %v", h)
 	}
 	if svc.Kind() != "uiam" {
 		t.Fatalf("Kind = %q; want uiam", svc.Kind())
