@@ -11,9 +11,14 @@ import (
 // and the storetest package holds the conformance suite both pass.
 //
 // Per-item outcomes are returned as a slice of errors parallel to the input,
-// nil for success, and an [Error] with code [ENOTFOUND] or [ECONFLICT]
-// otherwise; the second return value is for failures of the whole call, in
-// which case nothing was written.
+// nil for success, and an [Error] with code [ENOTFOUND], [ECONFLICT] or
+// [EINVALID] (a malformed key, such as two keys of one kind) otherwise; the
+// second return value is for failures of the whole call, in which case
+// nothing was written.
+//
+// Every write to a task, lease renewals included, increments its Version.
+// Get, GetMany and Claim return tasks with their keys' secrets; Fetch returns
+// the keys without secrets. GetMany returns a repeated id once.
 //
 // Key bookkeeping: every key a task references has a key record (written by
 // RecordKeys, or implicitly for keys created by the user) that counts the
@@ -22,7 +27,10 @@ import (
 // queues the key for invalidation. So a key is queued exactly when nothing
 // uses it any more, and a crash can never lose one. A key released by a
 // task that is running (removed or re-keyed during its run) is queued with
-// HoldUntil set to the task's RetryAt, so it outlives the run's lease.
+// HoldUntil set to the task's RetryAt, so it outlives the run's lease; a
+// key released by a completion that deletes its task has no hold, since the
+// run is over. A key already queued is not queued twice: the later hold is
+// kept.
 type Store interface {
 	// Insert stores new tasks with Version 1. The store sets CreatedAt and
 	// UpdatedAt. A task whose id exists fails with ECONFLICT; a task whose
@@ -69,12 +77,13 @@ type Store interface {
 	// its claim, like Complete.
 	RenewLeases(ctx context.Context, ls []Lease) ([]error, error)
 
-	// ReleaseOwned puts the tasks running under owner back to idle, due at
+	// ReleaseOwned puts the tasks running (or claiming) under owner back to idle, due at
 	// once, and returns how many it released. A restarting node calls it so
 	// that its interrupted runs are retried without waiting for their leases.
 	ReleaseOwned(ctx context.Context, owner string, now time.Time) (int, error)
 
-	// Heartbeat records that node is alive at now.
+	// Heartbeat records that node is alive at now. It never moves a node's
+	// last heartbeat backwards.
 	Heartbeat(ctx context.Context, node string, now time.Time) error
 
 	// ReleaseDeadNodes releases the running tasks of nodes whose last
@@ -114,7 +123,8 @@ type Store interface {
 	KeysInvalidated(ctx context.Context, seqs []int64) error
 
 	// KeyInvalidationFailed records a failed invalidation attempt: the key
-	// stays queued with attempts+1, the error and the next attempt time.
+	// stays queued with attempts+1, the error and the next attempt time. An
+	// unknown seq is ignored.
 	KeyInvalidationFailed(ctx context.Context, seq int64, lastError string, next time.Time) error
 
 	// Close releases the store's resources. It is idempotent.
