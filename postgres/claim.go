@@ -110,31 +110,38 @@ func (db *DB) Claim(ctx context.Context, p deputy.ClaimParams) ([]*deputy.Task, 
 // completeSQL writes a batch of outcomes in one statement: updates for runs
 // that go on, deletes for those that end, each conditional on the claim.
 // It returns one row per task written and key released.
+//
+// NB: no index has a predicate on status, so the filter on running tasks
+// leaves the planner to join the batch on the primary key (or, on a small
+// table, a hash of one scan) rather than read every running task.
 const completeSQL = `
-WITH c AS (
-    SELECT * FROM unnest($1::text[], $2::bigint[], $3::boolean[], $4::text[],
-        $5::timestamptz[], $6::int[], $7::text[], $8::boolean[], $9::timestamptz[])
-    AS c(id, claim_version, del, state, run_at, attempts, schedule, disable, now)
-),
-done AS (
+WITH done AS (
     UPDATE tasks t
     SET status = 'idle', owner_id = '', started_at = NULL, retry_at = NULL,
         state = COALESCE(c.state::jsonb, t.state), run_at = c.run_at, attempts = c.attempts,
         schedule = COALESCE(c.schedule::jsonb, t.schedule), enabled = t.enabled AND NOT c.disable,
         version = t.version + 1, updated_at = c.now
-    FROM c
+    FROM ` + completionUnnest + `
     WHERE NOT c.del AND t.id = c.id AND t.claim_version = c.claim_version
       AND t.status = 'running'
     RETURNING t.id
 ),
 gone AS (
-    DELETE FROM tasks t USING c
-    WHERE c.del AND t.id = c.id AND t.claim_version = c.claim_version AND t.status = 'running'
+    DELETE FROM tasks t USING ` + completionUnnest + `
+    WHERE c.del AND t.id = c.id AND t.claim_version = c.claim_version
+      AND t.status = 'running'
     RETURNING t.id, t.has_keys, NULL::timestamptz AS hold, c.now AS at
 ),
 ` + removeSQL + `
 UNION ALL
 SELECT id, NULL, NULL, NULL, NULL, NULL FROM done`
+
+// completionUnnest turns the arguments of completionArrays.args back into
+// rows named c. Each part of completeSQL unnests them itself: the planner
+// then knows how many rows there are, where a shared CTE would hide it.
+const completionUnnest = `unnest($1::text[], $2::bigint[], $3::boolean[], $4::text[],
+        $5::timestamptz[], $6::int[], $7::text[], $8::boolean[], $9::timestamptz[])
+    AS c(id, claim_version, del, state, run_at, attempts, schedule, disable, now)`
 
 // completionArrays holds a batch of completions column by column.
 type completionArrays struct {
@@ -340,7 +347,8 @@ SET status = 'idle', owner_id = '', started_at = NULL, retry_at = NULL, run_at =
 // ReleaseOwned puts the tasks running under owner back to idle, due at now.
 func (db *DB) ReleaseOwned(ctx context.Context, owner string, now time.Time) (int, error) {
 	tag, err := db.exec(ctx, "UPDATE tasks t"+releaseSet+`
-WHERE t.owner_id = $2 AND t.status IN ('running', 'claiming')`, micro(now), owner)
+WHERE t.owner_id = $2 AND t.owner_id <> '' AND t.status IN ('running', 'claiming')`,
+		micro(now), owner)
 	if err != nil {
 		return 0, fmt.Errorf("release owned tasks: %w", wrapErr(err))
 	}
@@ -364,7 +372,8 @@ func (db *DB) ReleaseDeadNodes(ctx context.Context, cutoff, now time.Time) (int,
 	tag, err := db.exec(ctx, `
 WITH dead AS (DELETE FROM nodes WHERE last_seen < $2 RETURNING id)
 UPDATE tasks t`+releaseSet+`
-FROM dead WHERE t.owner_id = dead.id AND t.status IN ('running', 'claiming')`,
+FROM dead
+WHERE t.owner_id = dead.id AND t.owner_id <> '' AND t.status IN ('running', 'claiming')`,
 		micro(now), cutoff)
 	if err != nil {
 		return 0, fmt.Errorf("release dead nodes: %w", wrapErr(err))
