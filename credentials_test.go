@@ -253,7 +253,8 @@ func (w *keyWorld) checkLogs(t *testing.T) {
 		if strings.Contains(logs, s) {
 			t.Errorf("a secret appears in the logs")
 		}
-		if dec, err := base64.StdEncoding.DecodeString(s); err == nil && len(dec) > 8 && strings.Contains(logs, string(dec)) {
+		dec, err := base64.StdEncoding.DecodeString(s)
+		if err == nil && len(dec) > 8 && strings.Contains(logs, string(dec)) {
 			t.Errorf("a decoded secret appears in the logs")
 		}
 	}
@@ -291,7 +292,8 @@ func TestKeys_SeedVerification(t *testing.T) {
 		if a.TaskID == tasks[1].ID {
 			task = tasks[1]
 		}
-		if a.Username != "bob" || a.AuthType != "api_key" || a.Kind != "uiam" || a.KeyID != task.UserScope.KeyIDs["uiam"] {
+		if a.Username != "bob" || a.AuthType != "api_key" || a.Kind != "uiam" ||
+			a.KeyID != task.UserScope.KeyIDs["uiam"] {
 			t.Fatalf("run authenticated as %+v; want bob with the task's uiam key", a)
 		}
 	}
@@ -368,7 +370,8 @@ func TestKeys_HeldByRunningTask(t *testing.T) {
 	}
 	w.start(t, w.m)
 	ctx := context.Background()
-	task, err := w.m.Schedule(ctx, deputy.NewTask{ID: "long", Type: "block"}, &deputy.Options{Caller: w.sessionCaller(t)})
+	task, err := w.m.Schedule(ctx, deputy.NewTask{ID: "long", Type: "block"},
+		&deputy.Options{Caller: w.sessionCaller(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -543,7 +546,8 @@ func TestKeys_CrashAfterRemove(t *testing.T) {
 	w.start(t, w.m)
 	w.invalidateNow(t)
 	if n := len(w.pending(t)); n != 0 {
-		t.Fatalf("%d keys still queued: %+v; invalidation task %+v; logs %s", n, w.pending(t), w.task(t, deputy.InvalidateTaskID), w.logs.String())
+		t.Fatalf("%d keys still queued: %+v; invalidation task %+v", n, w.pending(t),
+			w.task(t, deputy.InvalidateTaskID))
 	}
 	if k := w.esKey(task.UserScope.KeyIDs["es"]); !k.Invalidated {
 		t.Fatal("the es key of the removed task survived the crash")
@@ -562,7 +566,8 @@ func TestKeys_CrashBetweenGrantAndWrite(t *testing.T) {
 	}
 	kr := w.defaultCfg.Cipher
 	sealed, _ := kr.Seal([]byte(gk.Secret.Reveal()), []byte("deputy:api_key:es:"+gk.ID))
-	if err := w.store.RecordKeys(ctx, []deputy.Key{{Kind: "es", ID: gk.ID, Secret: sealed, GrantedAt: w.clock.Now()}}); err != nil {
+	key := deputy.Key{Kind: "es", ID: gk.ID, Secret: sealed, GrantedAt: w.clock.Now()}
+	if err := w.store.RecordKeys(ctx, []deputy.Key{key}); err != nil {
 		t.Fatal(err)
 	}
 	w.start(t, w.m)
@@ -610,7 +615,8 @@ func TestKeys_CallerOwnKeys(t *testing.T) {
 	ctx := context.Background()
 
 	// An Elasticsearch API key of the caller is reused and never queued.
-	gk, err := w.esSvc.Grant(ctx, w.caller(t, "Basic "+base64.StdEncoding.EncodeToString([]byte("alice:"+w.userPassword))), "alice's own")
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("alice:"+w.userPassword))
+	gk, err := w.esSvc.Grant(ctx, w.caller(t, basic), "alice's own")
 	if err != nil {
 		t.Fatal(err)
 	}

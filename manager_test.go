@@ -115,7 +115,9 @@ type recorder struct {
 	fn   func(ctx context.Context, r *deputy.Run) (deputy.Result, error)
 }
 
-func newRecorder(typ string, fn func(ctx context.Context, r *deputy.Run) (deputy.Result, error)) (*recorder, deputy.Definition) {
+type runFunc = func(ctx context.Context, r *deputy.Run) (deputy.Result, error)
+
+func newRecorder(typ string, fn runFunc) (*recorder, deputy.Definition) {
 	rec := &recorder{runs: make(chan *deputy.Run, 100), fn: fn}
 	return rec, deputy.Definition{Type: typ, Run: func(ctx context.Context, r *deputy.Run) (deputy.Result, error) {
 		rec.runs <- r
@@ -195,7 +197,8 @@ func TestManager_RunsOneOffTask(t *testing.T) {
 	h := newHarness(t, deputy.Config{}, def)
 	h.start(t, h.m)
 
-	task, err := h.m.Schedule(context.Background(), deputy.NewTask{Type: "job", Params: json.RawMessage(`{"x":1}`)}, nil)
+	nt := deputy.NewTask{Type: "job", Params: json.RawMessage(`{"x":1}`)}
+	task, err := h.m.Schedule(context.Background(), nt, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,7 +352,8 @@ func TestManager_DisableDuringRunSurvives(t *testing.T) {
 	h := newHarness(t, deputy.Config{}, def)
 	h.start(t, h.m)
 	ctx := context.Background()
-	if _, err := h.m.Schedule(ctx, deputy.NewTask{ID: "d", Type: "job", Schedule: &deputy.Schedule{Interval: "1h"}}, nil); err != nil {
+	nt := deputy.NewTask{ID: "d", Type: "job", Schedule: &deputy.Schedule{Interval: "1h"}}
+	if _, err := h.m.Schedule(ctx, nt, nil); err != nil {
 		t.Fatal(err)
 	}
 	rec.next(t)
@@ -399,16 +403,18 @@ func TestManager_BulkCalls(t *testing.T) {
 	}
 
 	res, err := h.m.BulkUpdateSchedules(ctx, []string{"a", "b", "missing"}, deputy.Schedule{Interval: "5m"}, nil)
-	if err != nil || len(res.Tasks) != 2 || len(res.Errors) != 1 || deputy.ErrorCode(res.Errors[0].Err) != deputy.ENOTFOUND {
+	if err != nil || len(res.Tasks) != 2 || len(res.Errors) != 1 ||
+		deputy.ErrorCode(res.Errors[0].Err) != deputy.ENOTFOUND {
 		t.Fatalf("bulk update schedules = %+v, %v", res, err)
 	}
 	if got, want := h.task(t, "a").RunAt, h.clock.Now().Add(4*time.Minute); !got.Equal(want) {
 		t.Fatalf("rescheduled run at %v; want %v (old run - old interval + new interval)", got, want)
 	}
 
-	res, err = h.m.BulkUpdateState(ctx, []string{"a", "c"}, func(s json.RawMessage, id string) (json.RawMessage, error) {
+	stamp := func(s json.RawMessage, id string) (json.RawMessage, error) {
 		return json.RawMessage(`{"id":"` + id + `"}`), nil
-	}, nil)
+	}
+	res, err = h.m.BulkUpdateState(ctx, []string{"a", "c"}, stamp, nil)
 	if err != nil || len(res.Tasks) != 2 || string(h.task(t, "c").State) != `{"id":"c"}` {
 		t.Fatalf("bulk update state = %+v, %v", res, err)
 	}

@@ -73,12 +73,17 @@ func TestManager_outcome(t *testing.T) {
 			Completion{Disable: true, RunAt: base.Add(time.Minute)}},
 		{"ResultDisableOneOffKeeps", oneOff(1), Result{Disable: true}, nil,
 			Completion{Disable: true, RunAt: base.Add(-time.Second), Attempts: 1}},
-		{"FirstFailureRetriesIn30s", oneOff(1), Result{}, boom, Completion{RunAt: now.Add(30 * time.Second), Attempts: 1}},
+		{"FirstFailureRetriesIn30s", oneOff(1), Result{}, boom,
+			Completion{RunAt: now.Add(30 * time.Second), Attempts: 1}},
 		{"LastAttemptRemoves", oneOff(3), Result{}, boom, Completion{Delete: true, Attempts: 3}},
-		{"RetryAtDate", oneOff(2), Result{}, RetryAt(boom, base.Add(time.Hour)), Completion{RunAt: base.Add(time.Hour), Attempts: 2}},
-		{"RetryNever", oneOff(1), Result{}, &RetryableError{Err: boom, Never: true}, Completion{Delete: true, Attempts: 1}},
-		{"RecurringFailureNextRun", recurring(5), Result{}, boom, Completion{RunAt: base.Add(time.Minute), Attempts: 5}},
-		{"UnrecoverableRemovesRecurring", recurring(1), Result{}, Unrecoverable(boom), Completion{Delete: true, Attempts: 1}},
+		{"RetryAtDate", oneOff(2), Result{}, RetryAt(boom, base.Add(time.Hour)),
+			Completion{RunAt: base.Add(time.Hour), Attempts: 2}},
+		{"RetryNever", oneOff(1), Result{}, &RetryableError{Err: boom, Never: true},
+			Completion{Delete: true, Attempts: 1}},
+		{"RecurringFailureNextRun", recurring(5), Result{}, boom,
+			Completion{RunAt: base.Add(time.Minute), Attempts: 5}},
+		{"UnrecoverableRemovesRecurring", recurring(1), Result{}, Unrecoverable(boom),
+			Completion{Delete: true, Attempts: 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -135,7 +135,8 @@ var intervalRE = regexp.MustCompile(`^[0-9]+(s|m|h|d)$`)
 
 func (s *Schedule) interval() (time.Duration, error) {
 	if !intervalRE.MatchString(s.Interval) {
-		return 0, Errorf(EINVALID, "schedule: invalid interval %q: want a positive integer and a unit of s, m, h or d, such as 30s or 5m", s.Interval)
+		return 0, Errorf(EINVALID, "schedule: invalid interval %q: want a positive integer and "+
+			"a unit of s, m, h or d, such as 30s or 5m", s.Interval)
 	}
 	d, err := ParseDuration(s.Interval)
 	if err != nil {
@@ -185,7 +186,8 @@ func (s *Schedule) Next(base, now time.Time) (time.Time, error) {
 		}
 		next = r.After(after, false)
 		if next.IsZero() {
-			return time.Time{}, Errorf(EINVALID, "schedule: rrule has no occurrence after %s", after.Format(time.RFC3339))
+			return time.Time{}, Errorf(EINVALID, "schedule: rrule has no occurrence after %s",
+				after.Format(time.RFC3339))
 		}
 	default:
 		return time.Time{}, Errorf(EINVALID, "schedule: one of interval or rrule is required")

@@ -32,7 +32,8 @@ func TestParseDuration(t *testing.T) {
 
 func TestFormatDuration(t *testing.T) {
 	t.Parallel()
-	for _, d := range []time.Duration{500 * time.Millisecond, 10 * time.Second, 5 * time.Minute, time.Hour, 48 * time.Hour} {
+	durations := []time.Duration{500 * time.Millisecond, 10 * time.Second, 5 * time.Minute, time.Hour, 48 * time.Hour}
+	for _, d := range durations {
 		got, err := ParseDuration(FormatDuration(d))
 		if err != nil || got != d {
 			t.Errorf("round trip of %v = %v, %v", d, got, err)

@@ -447,7 +447,9 @@ func (m *Manager) BulkDisable(ctx context.Context, ids []string, clearState bool
 
 // BulkUpdateSchedules replaces the schedule of idle tasks whose schedule
 // differs, moving their next run by the change of interval.
-func (m *Manager) BulkUpdateSchedules(ctx context.Context, ids []string, s Schedule, opts *Options) (*BulkResult, error) {
+func (m *Manager) BulkUpdateSchedules(ctx context.Context, ids []string, s Schedule,
+	opts *Options,
+) (*BulkResult, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
