@@ -185,11 +185,14 @@ func (m *Manager) bulkRekey(ctx context.Context, ids []string, caller *Caller,
 	if err != nil {
 		return nil, err
 	}
+	// Grant only for the types of tasks whose change is valid: a key for a
+	// write known to fail would only be queued again.
 	var types []string
 	for _, t := range current {
-		if !slices.Contains(types, t.Type) {
-			types = append(types, t.Type)
+		if _, err := fn(t.Clone()); err != nil || slices.Contains(types, t.Type) {
+			continue
 		}
+		types = append(types, t.Type)
 	}
 	g, err := m.grantTypes(ctx, types, caller)
 	if err != nil {
@@ -198,6 +201,11 @@ func (m *Manager) bulkRekey(ctx context.Context, ids []string, caller *Caller,
 	res, err := m.bulkWrite(ctx, ids, UpdateOptions{ReplaceKeys: true}, func(t *Task) (bool, error) {
 		if _, err := fn(t); err != nil {
 			return false, err
+		}
+		if _, ok := g.byType[t.Type]; !ok && len(m.cfg.KeyServices) > 0 {
+			// The type's change looked invalid before the grant but is
+			// valid now (the task changed meanwhile): no key was granted.
+			return false, Errorf(ECONFLICT, "task %q changed during the update; retry", t.ID)
 		}
 		return true, m.attach(t, g)
 	})
