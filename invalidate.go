@@ -122,7 +122,8 @@ func (m *Manager) invalidateKind(ctx context.Context, svc KeyService, now time.T
 			st.Failed++
 			next := now.Add(keyRetryDelay(p.Attempts + 1))
 			log.Warn("invalidate api key", slog.String("key_kind", kind), slog.String("api_key_id", p.ID),
-				slog.Int("invalidation_attempt", p.Attempts+1), slog.Time("next_attempt_at", next), slog.Any("error", errs[i]))
+				slog.Int("invalidation_attempt", p.Attempts+1), slog.Time("next_attempt_at", next),
+				slog.Any("error", errs[i]))
 			if err := m.store.KeyInvalidationFailed(ctx, p.Seq, errs[i].Error(), next); err != nil {
 				return fmt.Errorf("record failed invalidation: %w", err)
 			}

@@ -355,11 +355,13 @@ WHERE t.owner_id = $2 AND t.owner_id <> '' AND t.status IN ('running', 'claiming
 	return db.released(tag.RowsAffected()), nil
 }
 
-// Heartbeat records that node is alive at now.
+// Heartbeat records that node is alive at now. A heartbeat older than the
+// last one recorded, from a node whose clock went back, changes nothing.
 func (db *DB) Heartbeat(ctx context.Context, node string, now time.Time) error {
 	_, err := db.pool.Exec(ctx, `
 INSERT INTO nodes (id, last_seen) VALUES ($1, $2)
-ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen`, node, micro(now))
+ON CONFLICT (id) DO UPDATE SET last_seen = GREATEST(nodes.last_seen, excluded.last_seen)`,
+		node, micro(now))
 	if err != nil {
 		return fmt.Errorf("heartbeat: %w", wrapErr(err))
 	}
