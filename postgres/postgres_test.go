@@ -604,3 +604,20 @@ func churnKeys(ctx context.Context, db *DB, node, rounds, batch int, now time.Ti
 	}
 	return nil
 }
+
+// TestHeartbeat_NeverBackwards checks that a late heartbeat, from a node
+// whose clock went back, does not make the node look older than it is.
+func TestHeartbeat_NeverBackwards(t *testing.T) {
+	t.Parallel()
+	db := mustOpen(t, newSchema(t), func(c *Config) { c.NoListen = true })
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	for _, at := range []time.Time{now, now.Add(-time.Minute)} {
+		if err := db.Heartbeat(t.Context(), "n1", at); err != nil {
+			t.Fatalf("Heartbeat: %v", err)
+		}
+	}
+	nodes, err := db.Nodes(t.Context())
+	if err != nil || len(nodes) != 1 || !nodes[0].LastSeen.Equal(now) {
+		t.Fatalf("Nodes = %v, %v; want n1 last seen at %s", nodes, err, now)
+	}
+}
