@@ -13,11 +13,12 @@ func TestCluster_Tally(t *testing.T) {
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.Local) // as stamp prints
 	sec := func(n float64) time.Time { return start.Add(time.Duration(n * float64(time.Second))) }
 	c := &cluster{
-		name:      "made-up",
-		counter:   &counter{},
-		start:     start,
-		removed:   sec(5.1),
-		oneOff:    []string{"once-ok", "once-twice", "once-never", "once-excused", "once-retried"},
+		name:    "made-up",
+		counter: &counter{},
+		start:   start,
+		removed: sec(5.1),
+		oneOff: []string{"once-ok", "once-twice", "once-never", "once-excused", "once-retried",
+			"once-orphan"},
 		recurring: []string{"rec-ok", "rec-dup", "rec-close", "rec-stalled", "rec-late"},
 	}
 	claim := int64(0)
@@ -32,6 +33,7 @@ func TestCluster_Tally(t *testing.T) {
 	run("once-excused", "node-2", sec(0), 1)
 	run("once-excused", "node-3", sec(4), 2)
 	run("once-retried", "node-3", sec(0), 2)
+	run("once-orphan", "", sec(0), 1)
 	for i := range 6 {
 		run("rec-ok", "node-1", sec(float64(i)), 1)
 		run("rec-dup", "node-2", sec(float64(i)), 1)
@@ -49,6 +51,7 @@ func TestCluster_Tally(t *testing.T) {
 		"once-twice: ran 2 times",
 		"once-never: never ran",
 		"once-retried: first ran at attempt 2",
+		"once-orphan: ran while no node held it",
 		"rec-dup: occurrence 00:00:02.000 ran twice",
 		"rec-close: occurrences 00:00:02.000 and 00:00:02.500 are only 500ms apart",
 		"rec-stalled: ran 1 times",

@@ -329,9 +329,11 @@ SELECT id, status, owner_id, run_at, retry_at, attempts FROM tasks ORDER BY id L
 	return b.String()
 }
 
-// running returns the tasks running on any node, as the database says.
-func (c *cluster) running(ctx context.Context) ([]string, error) {
-	rows, err := c.db.Query(ctx, "SELECT id FROM tasks WHERE status IN ('running', 'claiming')")
+// running returns the tasks running on any node under claims made before
+// the given time, as the database says.
+func (c *cluster) running(ctx context.Context, before time.Time) ([]string, error) {
+	rows, err := c.db.Query(ctx, `
+SELECT id FROM tasks WHERE status IN ('running', 'claiming') AND started_at < $1`, before)
 	if err != nil {
 		return nil, err
 	}

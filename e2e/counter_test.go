@@ -25,8 +25,12 @@ type hit struct {
 	// occurrence, for a recurring task), the claim version and attempt.
 	owner   string
 	due     time.Time
+	started time.Time // when the claim was made; zero if the row was not running
 	claim   int64
 	attempt int
+	// late reports a lookup that had to wait for the database: the row may
+	// have moved on to a later claim meanwhile.
+	late bool
 	// lookupErr says why the claim could not be read, when it could not:
 	// "gone" for a task removed while it ran.
 	lookupErr string
@@ -84,18 +88,22 @@ func (c *counter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // unreachable (during a restart) until ctx is done.
 func (c *counter) lookup(ctx context.Context, h *hit) {
 	for {
+		var started *time.Time
 		err := c.db.QueryRow(ctx, `
-SELECT owner_id, scheduled_at, claim_version, attempts FROM tasks WHERE id = $1`,
-			h.task).Scan(&h.owner, &h.due, &h.claim, &h.attempt)
+SELECT owner_id, scheduled_at, started_at, claim_version, attempts FROM tasks WHERE id = $1`,
+			h.task).Scan(&h.owner, &h.due, &started, &h.claim, &h.attempt)
 		switch {
 		case err == nil:
 			h.lookupErr = ""
+			if started != nil {
+				h.started = *started
+			}
 			return
 		case errors.Is(err, pgx.ErrNoRows):
 			h.lookupErr = "gone"
 			return
 		}
-		h.lookupErr = err.Error()
+		h.lookupErr, h.late = err.Error(), true
 		select {
 		case <-ctx.Done():
 			return

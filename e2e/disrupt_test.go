@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -120,46 +119,82 @@ func (c *cluster) checkFailover(k *killing) {
 
 // restart is what a PostgreSQL restart in the middle of the load caught.
 type restart struct {
-	at, back time.Time
-	// running are the tasks running when the server went down, or still
-	// running when it came back.
+	// down is when the database stopped answering, back when it was up
+	// again.
+	down, back time.Time
+	// running are the tasks running when the server went down, as far as
+	// the database told before and after.
 	running map[string]bool
 }
 
-// restartPostgres restarts the cluster under the load.
-func (c *cluster) restartPostgres(pg *pgCluster) *restart {
+// caught reports whether the restart caught a run: its claim was made
+// before the server went down, or it called while the server was down.
+func (rs *restart) caught(h hit) bool {
+	return h.late || (!h.started.IsZero() && h.started.Before(rs.down))
+}
+
+// restartPostgres restarts the cluster under the load. With down zero it
+// restarts it at once; otherwise it stops it, waits down and starts it.
+func (c *cluster) restartPostgres(pg *pgCluster, down time.Duration) *restart {
 	t, ctx := c.t, c.t.Context()
-	before, err := c.running(ctx)
-	if err != nil {
-		t.Fatalf("read the running tasks: %v", err)
+	rs := &restart{running: map[string]bool{}}
+
+	// Read the running tasks until the server stops answering.
+	read, watched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watched)
+		for i := 0; ; i++ {
+			ids, err := c.running(ctx, time.Now())
+			if err != nil {
+				rs.down = time.Now()
+				return
+			}
+			for _, id := range ids {
+				rs.running[id] = true
+			}
+			if i == 0 {
+				close(read)
+			}
+			time.Sleep(20 * time.Millisecond) // poll
+		}
+	}()
+	select {
+	case <-read:
+	case <-watched:
+		t.Fatal("read the running tasks: the database does not answer")
 	}
-	rs := &restart{at: time.Now(), running: map[string]bool{}}
-	if err := pg.restart(ctx); err != nil {
+	var err error
+	if down == 0 {
+		err = pg.restart(ctx)
+	} else if err = pg.stop(ctx); err == nil {
+		time.Sleep(down) // the outage
+		err = pg.start(ctx)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	rs.back = time.Now()
-	after, err := c.runningAfter(ctx)
-	if err != nil {
-		t.Fatalf("read the running tasks after the restart: %v", err)
-	}
-	for _, id := range append(before, after...) {
-		rs.running[id] = true
-	}
-	t.Logf("restarted PostgreSQL in %s; %d tasks were running before, %d after",
-		rs.back.Sub(rs.at).Round(time.Millisecond), len(before), len(after))
-	return rs
-}
+	<-watched
+	before := len(rs.running)
 
-// runningAfter reads the running tasks once the database answers again.
-func (c *cluster) runningAfter(ctx context.Context) ([]string, error) {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ids, err := c.running(ctx)
-		if err == nil || time.Now().After(deadline) {
-			return ids, err
+	// A claim made as the server went down, its answer lost, may still be
+	// running under it.
+	var after []string
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if after, err = c.running(ctx, rs.down); err == nil || time.Now().After(deadline) {
+			break
 		}
 		time.Sleep(50 * time.Millisecond) // the pool reconnects
 	}
+	if err != nil {
+		t.Fatalf("read the running tasks after the restart: %v", err)
+	}
+	for _, id := range after {
+		rs.running[id] = true
+	}
+	t.Logf("PostgreSQL was down for %s; %d tasks were running before, %d still after",
+		rs.back.Sub(rs.down).Round(time.Millisecond), before, len(after))
+	return rs
 }
 
 // checkResumed checks that every node ran tasks after the restart and
@@ -179,9 +214,9 @@ func (c *cluster) checkResumed(rs *restart) {
 			t.Errorf("%s ran no task after PostgreSQL restarted\n%s", n.id, n.log.tail(20))
 		}
 	}
-	s := fmt.Sprintf("e2e pg-restart: PostgreSQL down for %s; %d tasks running at the restart; "+
+	s := fmt.Sprintf("e2e %s: PostgreSQL down for %s; %d tasks running at the restart; "+
 		"runs after it: node-1=%d node-2=%d node-3=%d; warnings logged: node-1=%d node-2=%d "+
-		"node-3=%d", rs.back.Sub(rs.at).Round(time.Millisecond), len(rs.running),
+		"node-3=%d", c.name, rs.back.Sub(rs.down).Round(time.Millisecond), len(rs.running),
 		ran["node-1"], ran["node-2"], ran["node-3"],
 		warnings(c.nodes[0]), warnings(c.nodes[1]), warnings(c.nodes[2]))
 	t.Log(s)

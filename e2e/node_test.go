@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -52,7 +53,7 @@ func startNode(cfg nodeConfig) (*node, error) {
 		"--node-ttl", nodeTTL.String(),
 		"--capacity", fmt.Sprint(capacity),
 		"--log-format", "json",
-		"--log-level", "info",
+		"--log-level", cmp.Or(os.Getenv("E2E_LOG_LEVEL"), "info"),
 	}
 	if !cfg.migrate {
 		args = append(args, "--no-migrate")

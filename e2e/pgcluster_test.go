@@ -69,10 +69,27 @@ func startPGCluster(tb testing.TB) *pgCluster {
 // restart restarts the cluster with a fast shutdown, which disconnects
 // every session, and returns once it accepts connections again.
 func (p *pgCluster) restart(ctx context.Context) error {
-	out, err := p.pgctl(ctx, "-m", "fast", "-l", filepath.Join(filepath.Dir(p.dataDir), "log"),
-		"restart").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("restart postgres: %w\n%s", err, out)
+	return p.run(ctx, "-m", "fast", "-l", p.logFile(), "restart")
+}
+
+// stop stops the cluster with a fast shutdown.
+func (p *pgCluster) stop(ctx context.Context) error {
+	return p.run(ctx, "-m", "fast", "stop")
+}
+
+// start starts the cluster and returns once it accepts connections.
+func (p *pgCluster) start(ctx context.Context) error {
+	return p.run(ctx, "-l", p.logFile(), "start")
+}
+
+// logFile is the server log, next to the data directory as
+// scripts/pg-start.sh has it.
+func (p *pgCluster) logFile() string { return filepath.Join(filepath.Dir(p.dataDir), "log") }
+
+// run runs pg_ctl with args.
+func (p *pgCluster) run(ctx context.Context, args ...string) error {
+	if out, err := p.pgctl(ctx, args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("pg_ctl %s: %w\n%s", args[len(args)-1], err, out)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -13,9 +14,18 @@ type rules struct {
 	// rerunOK are the tasks the disruption caught running: their run may
 	// have died with it, so they may run twice.
 	rerunOK map[string]bool
+	// caught reports whether the disruption caught a run: its claim may be
+	// released under it, and its task run again. Nil means none.
+	caught func(h hit) bool
 	// missOK returns how many occurrences a recurring task may miss because
 	// of the disruption. Nil means none.
 	missOK func(id string) int
+}
+
+// excuses reports whether a task may run again after the run prev, or
+// after a claim that never called when prev is nil.
+func (r *rules) excuses(id string, prev *hit) bool {
+	return r.rerunOK[id] || (prev != nil && r.caught != nil && r.caught(*prev))
 }
 
 // baseMissOK is how many occurrences a recurring task may miss without a
@@ -69,7 +79,7 @@ func (c *cluster) tally(r rules) *tally {
 	known := map[string]bool{}
 	for _, id := range c.oneOff {
 		known[id] = true
-		c.checkOneOff(ty, id, hits[id], r.rerunOK[id])
+		c.checkOneOff(ty, id, byArrival(hits[id]), &r)
 	}
 	for _, id := range c.recurring {
 		known[id] = true
@@ -77,7 +87,7 @@ func (c *cluster) tally(r rules) *tally {
 		if r.missOK != nil {
 			miss += r.missOK(id)
 		}
-		c.checkRecurring(ty, id, hits[id], r.rerunOK[id], miss)
+		c.checkRecurring(ty, id, byArrival(hits[id]), &r, miss)
 	}
 	for id, hs := range hits {
 		for _, h := range hs {
@@ -98,32 +108,35 @@ func (c *cluster) tally(r rules) *tally {
 }
 
 // checkOneOff checks that a one-off task ran once, or twice when excused.
-func (c *cluster) checkOneOff(ty *tally, id string, hs []hit, rerunOK bool) {
+func (c *cluster) checkOneOff(ty *tally, id string, hs []hit, r *rules) {
 	switch {
 	case len(hs) == 0:
 		ty.fail("%s: never ran", id)
 		return
-	case len(hs) == 2 && rerunOK:
+	case len(hs) == 2 && r.excuses(id, &hs[0]):
 		ty.oneOffTwice++
 	case len(hs) > 1:
 		ty.oneOffDups++
 		ty.fail("%s: ran %d times: %s", id, len(hs), history(hs))
 	}
 	ty.oneOffRan++
-	if first := hs[0]; first.attempt != 1 && !rerunOK && first.lookupErr == "" {
+	if first := hs[0]; first.attempt != 1 && first.lookupErr == "" && !r.excuses(id, nil) {
 		ty.fail("%s: first ran at attempt %d, so an earlier claim was lost: %s", id,
 			first.attempt, history(hs))
 	}
 	for _, h := range hs {
-		if h.lookupErr == "gone" {
+		switch {
+		case h.lookupErr == "gone":
 			ty.fail("%s: its row was gone while it ran: %s", id, history(hs))
+		case h.lookupErr == "" && h.owner == "" && !r.excuses(id, &h):
+			ty.fail("%s: ran while no node held it, its claim released: %s", id, history(hs))
 		}
 	}
 }
 
 // checkRecurring checks that a recurring task ran each occurrence once,
 // about once a second until it was removed, and not after.
-func (c *cluster) checkRecurring(ty *tally, id string, hs []hit, rerunOK bool, missOK int) {
+func (c *cluster) checkRecurring(ty *tally, id string, hs []hit, r *rules, missOK int) {
 	ty.runs += len(hs)
 	if len(hs) == 0 {
 		ty.fail("%s: never ran", id)
@@ -131,40 +144,58 @@ func (c *cluster) checkRecurring(ty *tally, id string, hs []hit, rerunOK bool, m
 	}
 	claims := map[int64]bool{}
 	dues := map[time.Time]bool{}
-	var occ []time.Time
-	for _, h := range hs {
+	var (
+		valid  []hit // runs whose claim was read
+		reruns int   // excused
+	)
+	for i, h := range hs {
 		if h.at.After(c.removed.Add(removalGrace)) {
-			ty.fail("%s: ran %s after it was removed: %s", id, h.at.Sub(c.removed), history(hs))
+			ty.fail("%s: ran %s after it was removed: %s", id, h.at.Sub(c.removed),
+				history(hs[max(i-2, 0):]))
 		}
 		if h.lookupErr != "" {
 			continue // gone: removed while it ran; else counted in lookupFailed
 		}
-		if claims[h.claim] {
-			ty.fail("%s: claim %d ran twice: %s", id, h.claim, history(hs))
+		var prev *hit
+		if i > 0 {
+			prev = &hs[i-1]
 		}
-		claims[h.claim] = true
+		excused := r.excuses(id, prev)
+		near := hs[max(i-2, 0):min(i+3, len(hs))]
+		// NB: a late lookup may have read a later claim than its run's.
+		if claims[h.claim] && !h.late {
+			ty.fail("%s: claim %d ran twice: %s", id, h.claim, history(near))
+		}
+		claims[h.claim] = claims[h.claim] || !h.late
 		switch {
-		case dues[h.due] && rerunOK:
+		case dues[h.due] && (excused || h.late):
 			ty.rerunOcc++
 		case dues[h.due]:
 			ty.dupOcc++
-			ty.fail("%s: occurrence %s ran twice: %s", id, stamp(h.due), history(hs))
+			ty.fail("%s: occurrence %s ran twice: %s", id, stamp(h.due), history(near))
 		}
-		if h.attempt != 1 && !rerunOK {
+		switch {
+		case h.attempt != 1 && excused:
+			reruns++
+		case h.attempt != 1:
 			ty.fail("%s: ran at attempt %d, so an earlier claim was lost: %s", id, h.attempt,
-				history(hs))
+				history(near))
+		}
+		if h.owner == "" && !r.excuses(id, &h) {
+			ty.fail("%s: ran while no node held it, its claim released: %s", id, history(near))
 		}
 		dues[h.due] = true
-		occ = append(occ, h.due)
+		valid = append(valid, h)
 		ty.late = append(ty.late, h.at.Sub(h.due))
 	}
 
 	// Occurrences are whole intervals apart: a closer pair is a rerun.
-	slices.SortFunc(occ, time.Time.Compare)
-	for i := 1; i < len(occ) && !rerunOK; i++ {
-		if gap := occ[i].Sub(occ[i-1]); gap > 0 && gap < interval {
-			ty.fail("%s: occurrences %s and %s are only %s apart: %s", id, stamp(occ[i-1]),
-				stamp(occ[i]), gap, history(hs))
+	slices.SortFunc(valid, func(a, b hit) int { return a.due.Compare(b.due) })
+	for i := 1; i < len(valid); i++ {
+		a, b := valid[i-1], valid[i]
+		if gap := b.due.Sub(a.due); gap > 0 && gap < interval && !r.excuses(id, &a) {
+			ty.fail("%s: occurrences %s and %s are only %s apart: %s", id, stamp(a.due),
+				stamp(b.due), gap, history(valid[max(i-2, 0):min(i+2, len(valid))]))
 		}
 	}
 
@@ -172,18 +203,14 @@ func (c *cluster) checkRecurring(ty *tally, id string, hs []hit, rerunOK bool, m
 	// about one a second, one more or less depending on where the removal
 	// falls between two occurrences.
 	first := c.start
-	if len(occ) > 0 {
-		first = occ[0]
+	if len(valid) > 0 {
+		first = valid[0].due
 	}
 	expected := int(c.removed.Sub(first).Round(interval) / interval)
 	if ty.expected == 0 {
 		ty.expected = expected
 	}
-	extra := 1
-	if rerunOK {
-		extra++
-	}
-	if n := len(hs); n < expected-missOK || n > expected+extra {
+	if n := len(hs); n < expected-missOK || n > expected+1+reruns {
 		ty.fail("%s: ran %d times in %s, want %d (at most %d missed); %s", id, n,
 			c.removed.Sub(first).Round(time.Millisecond), expected, missOK, misses(hs))
 	}
@@ -193,9 +220,14 @@ func (c *cluster) checkRecurring(ty *tally, id string, hs []hit, rerunOK bool, m
 	ty.maxRuns = max(ty.maxRuns, len(hs))
 }
 
-// history describes the runs of a task.
+// byArrival returns hits sorted by arrival.
+func byArrival(hs []hit) []hit {
+	return slices.SortedFunc(slices.Values(hs), func(a, b hit) int { return a.at.Compare(b.at) })
+}
+
+// history describes runs of a task.
 func history(hs []hit) string {
-	hs = slices.SortedFunc(slices.Values(hs), func(a, b hit) int { return a.at.Compare(b.at) })
+	hs = byArrival(hs)
 	parts := make([]string, 0, len(hs))
 	for _, h := range hs {
 		if h.lookupErr != "" {
@@ -204,7 +236,7 @@ func history(hs []hit) string {
 			continue
 		}
 		parts = append(parts, fmt.Sprintf("[%s on %s, due %s, claim %d, attempt %d]",
-			stamp(h.at), h.owner, stamp(h.due), h.claim, h.attempt))
+			stamp(h.at), cmp.Or(h.owner, "no node"), stamp(h.due), h.claim, h.attempt))
 	}
 	return strings.Join(parts, " ")
 }
@@ -237,7 +269,7 @@ func stamp(t time.Time) string { return t.Local().Format("15:04:05.000") }
 func (ty *tally) summary(name string) string {
 	var nodes []string
 	for _, id := range slices.Sorted(maps.Keys(ty.perNode)) {
-		nodes = append(nodes, fmt.Sprintf("%s=%d", id, ty.perNode[id]))
+		nodes = append(nodes, fmt.Sprintf("%s=%d", cmp.Or(id, "no-node"), ty.perNode[id]))
 	}
 	s := fmt.Sprintf("e2e %s: one-off: %d scheduled, %d ran, %d duplicates (%d excused "+
 		"reruns); recurring: %d tasks, %d runs (%d-%d per task, %d expected), %d duplicate "+
