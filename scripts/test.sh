@@ -15,6 +15,11 @@ if [ -z "${TEST_DATABASE_URL:-}" ] && [ -x "${PG_BIN:-/usr/lib/postgresql/15/bin
 	echo "test.sh: started a throwaway PostgreSQL at $TEST_DATABASE_URL" >&2
 fi
 
-pkgs=("$@")
-[ ${#pkgs[@]} -gt 0 ] || pkgs=(./...)
-go test -race -timeout 40m "${pkgs[@]}"
+if [ $# -gt 0 ]; then
+	exec go test -race -timeout 40m "$@"
+fi
+
+# Everything but the multi-node tests, then those verbosely, so that the
+# counts they check (tasks run, duplicates, failover times) show in the log.
+go test -race -timeout 40m $(go list ./... | grep -v '/e2e$')
+go test -race -timeout 20m -v ./e2e
