@@ -106,8 +106,7 @@ func refArrays(refs []deputy.KeyRef) (kinds, ids []string) {
 }
 
 // lockKeys locks the records of refs in order and returns their counts;
-// refs without a record are absent from the result. The joins on key
-// records are bounded by their ids as completeSQL's are.
+// refs without a record are absent from the result.
 func lockKeys(ctx context.Context, tx pgx.Tx, refs []deputy.KeyRef) (map[deputy.KeyRef]int, error) {
 	locked := make(map[deputy.KeyRef]int, len(refs))
 	if len(refs) == 0 {
@@ -120,7 +119,6 @@ func lockKeys(ctx context.Context, tx pgx.Tx, refs []deputy.KeyRef) (map[deputy.
 	rows, err := tx.Query(ctx, `
 SELECT a.kind, a.key_id, a.refs FROM api_keys a
 JOIN unnest($1::text[], $2::text[]) AS r(kind, key_id) ON a.kind = r.kind AND a.key_id = r.key_id
-WHERE a.key_id = ANY ($2)
 ORDER BY a.kind, a.key_id
 FOR UPDATE OF a`, kinds, ids)
 	if err != nil {
@@ -198,7 +196,7 @@ gone AS (
     DELETE FROM api_keys a
     USING unnest($8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[],
         $12::boolean[]) AS z(kind, key_id, hold_until, queued_at, by_user)
-    WHERE a.key_id = ANY ($9) AND a.kind = z.kind AND a.key_id = z.key_id
+    WHERE a.kind = z.kind AND a.key_id = z.key_id
     RETURNING a.kind, a.key_id, a.secret, a.created_by_user OR z.by_user AS created_by_user,
         z.hold_until, z.queued_at
 )`
@@ -212,8 +210,7 @@ gone AS (
 held AS (
     UPDATE api_key_invalidations q SET hold_until = GREATEST(q.hold_until, g.hold_until)
     FROM gone g
-    WHERE q.key_id = ANY ($9) AND q.kind = g.kind AND q.key_id = g.key_id
-      AND NOT g.created_by_user
+    WHERE q.kind = g.kind AND q.key_id = g.key_id AND NOT g.created_by_user
 )
 INSERT INTO api_key_invalidations (kind, key_id, secret, queued_at, hold_until)
 SELECT g.kind, g.key_id, g.secret, g.queued_at, g.hold_until FROM gone g

@@ -416,7 +416,7 @@ UPDATE tasks t SET
     has_keys = CASE WHEN $28::boolean THEN u.has_keys ELSE t.has_keys END,
     version = t.version + 1, updated_at = $27
 FROM ` + taskUnnest + `
-WHERE t.id = ANY ($1) AND t.id = u.id AND t.version = u.version
+WHERE t.id = u.id AND t.version = u.version
 RETURNING t.id, t.version`
 
 // Update writes tasks, each conditional on its version. The claim a
@@ -503,8 +503,7 @@ func (db *DB) Update(ctx context.Context, tasks []*deputy.Task, opts deputy.Upda
 }
 
 // updateRows writes the tasks at idx, each conditional on its version, and
-// returns the new versions of those written. NB: updateTasks bounds its
-// join as completeSQL does.
+// returns the new versions of those written.
 func updateRows(ctx context.Context, q querier, tasks []*deputy.Task, idx []int, now time.Time,
 	replaceKeys bool,
 ) (map[string]int64, error) {
@@ -660,12 +659,10 @@ FOR UPDATE OF t`, ids)
 
 // removeSQL deletes the keys of the tasks the CTE gone deleted, and returns
 // one row per task and key: gone returns each task's id, has_keys, the
-// lease that holds its keys (hold) and when it was deleted (at). $1 must be
-// the ids, which bound the join as in completeSQL.
+// lease that holds its keys (hold) and when it was deleted (at).
 const removeSQL = `
 k AS (
-    DELETE FROM task_keys k USING gone
-    WHERE k.task_id = ANY ($1) AND gone.has_keys AND k.task_id = gone.id
+    DELETE FROM task_keys k USING gone WHERE gone.has_keys AND k.task_id = gone.id
     RETURNING k.task_id, k.kind, k.key_id, k.created_by_user
 )
 SELECT gone.id, gone.hold, gone.at, k.kind, k.key_id, k.created_by_user
