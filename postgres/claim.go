@@ -78,33 +78,50 @@ RETURNING `
 // skipped on every claim; a backlog of them would slow claims. Partial
 // indexes per type group, or the type in the index, would fix it.
 func (db *DB) Claim(ctx context.Context, p deputy.ClaimParams) ([]*deputy.Task, error) {
+	args, ok := claimArgs(p)
+	if !ok {
+		return nil, nil
+	}
+	rows, err := db.pool.Query(ctx, claimSQL+taskCols("t."), args...)
+	if err != nil {
+		return nil, fmt.Errorf("claim tasks: %w", wrapErr(err))
+	}
+	tasks, keyed, err := scanTasks(rows)
+	if err == nil {
+		err = db.claimed(ctx, tasks, keyed)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("claim tasks: %w", err)
+	}
+	return tasks, nil
+}
+
+// claimArgs returns the arguments of claimSQL for p, and false when p
+// claims nothing.
+func claimArgs(p deputy.ClaimParams) ([]any, bool) {
 	limit := p.MaxTasks
 	if limit <= 0 {
 		limit = p.Budget
 	}
 	if p.Budget <= 0 || limit <= 0 || len(p.Types) == 0 {
-		return nil, nil
+		return nil, false
 	}
 	now := micro(p.Now)
+	return []any{now, p.Types, limit, p.Budget, p.Owner, now.Add(p.Lease)}, true
+}
 
-	rows, err := db.pool.Query(ctx, claimSQL+taskCols("t."), now, p.Types, limit, p.Budget,
-		p.Owner, now.Add(p.Lease))
-	if err != nil {
-		return nil, fmt.Errorf("claim tasks: %w", wrapErr(err))
-	}
-	tasks, keyed, err := scanTasks(rows)
-	if err != nil {
-		return nil, fmt.Errorf("claim tasks: %w", wrapErr(err))
-	}
+// claimed puts claimed tasks in claim order and reads the keys of those in
+// keyed.
+func (db *DB) claimed(ctx context.Context, tasks []*deputy.Task, keyed []string) error {
 	slices.SortFunc(tasks, func(a, b *deputy.Task) int {
 		return cmp.Or(cmp.Compare(b.EffectivePriority, a.EffectivePriority),
 			a.ScheduledAt.Compare(b.ScheduledAt), cmp.Compare(a.ID, b.ID))
 	})
 	if err := loadKeys(ctx, db.pool, tasks, keyed, true); err != nil {
 		// The claim stands: the tasks run again once their leases expire.
-		return nil, fmt.Errorf("claim tasks: load keys: %w", wrapErr(err))
+		return fmt.Errorf("load keys: %w", wrapErr(err))
 	}
-	return tasks, nil
+	return nil
 }
 
 // completeSQL writes a batch of outcomes in one statement: updates for runs
@@ -181,79 +198,237 @@ func (a *completionArrays) args() []any {
 		a.now}
 }
 
+// completeFastSQL writes what a batch can without a transaction: the
+// updates, and the deletes of tasks without keys, each conditional on the
+// claim. Deleting a task with keys releases them, which takes statements of
+// its own: those tasks are only listed (keyed), for a transaction to
+// delete. It returns one row per task written or listed.
+const completeFastSQL = `
+WITH done AS (
+    UPDATE tasks t
+    SET status = 'idle', owner_id = '', started_at = NULL, retry_at = NULL,
+        state = COALESCE(c.state::jsonb, t.state), run_at = c.run_at, attempts = c.attempts,
+        schedule = COALESCE(c.schedule::jsonb, t.schedule), enabled = t.enabled AND NOT c.disable,
+        version = t.version + 1, updated_at = c.now
+    FROM ` + completionUnnest + `
+    WHERE NOT c.del AND t.id = c.id AND t.claim_version = c.claim_version
+      AND t.status = 'running'
+    RETURNING t.id
+),
+gone AS (
+    DELETE FROM tasks t USING ` + completionUnnest + `
+    WHERE c.del AND t.id = c.id AND t.claim_version = c.claim_version
+      AND t.status = 'running' AND NOT t.has_keys
+    RETURNING t.id
+)
+SELECT id, false FROM done
+UNION ALL
+SELECT id, false FROM gone
+UNION ALL
+SELECT t.id, true FROM tasks t JOIN ` + completionUnnest + ` ON t.id = c.id
+WHERE c.del AND t.claim_version = c.claim_version AND t.status = 'running' AND t.has_keys`
+
 // Complete writes the outcomes of runs, each conditional on the task still
 // running under its claim. Deleted tasks release their keys at once: their
 // run is over.
+//
+// A batch is one statement, committed on its own, unless it deletes tasks
+// with keys: a transaction then deletes those and releases their keys.
 func (db *DB) Complete(ctx context.Context, cs []deputy.Completion) ([]error, error) {
-	errs := make([]error, len(cs))
-	first, dups := splitDups(len(cs), func(i int) string { return cs[i].ID })
-	now := db.now()
-	var (
-		a    completionArrays
-		cand []int
-	)
-	for _, i := range first {
-		if err := a.add(&cs[i], now); err != nil {
-			errs[i] = err
-			continue
-		}
-		cand = append(cand, i)
+	b := db.newCompletions(cs)
+	if b.empty() {
+		return b.errs, nil
 	}
-	if len(cand) == 0 && len(dups) == 0 {
-		return errs, nil
+	var written, keyed map[string]bool
+	err := retry(func() (err error) {
+		written, keyed, err = completeFast(ctx, db.pool, b.arrays.args())
+		return err
+	})
+	if err == nil {
+		err = db.finishCompletions(ctx, b, written, keyed)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("complete tasks: %w", wrapErr(err))
+	}
+	return b.errs, nil
+}
+
+// CompleteAndClaim writes the outcomes of runs as [DB.Complete] does, then
+// claims as [DB.Claim] does, with the two statements sent at once and run
+// in one implicit transaction: a node's claim cycle takes one round trip
+// and one commit. Deleting tasks with keys takes a transaction of its own
+// once the claim has committed.
+func (db *DB) CompleteAndClaim(ctx context.Context, cs []deputy.Completion,
+	p deputy.ClaimParams,
+) ([]error, []*deputy.Task, error) {
+	b := db.newCompletions(cs)
+	args, claim := claimArgs(p)
+	switch {
+	case !claim:
+		errs, err := db.Complete(ctx, cs)
+		return errs, nil, err
+	case b.empty():
+		tasks, err := db.Claim(ctx, p)
+		return b.errs, tasks, err
 	}
 
-	// Only deletes may release keys, which takes more statements: batches
-	// without deletes are one statement and need no transaction.
-	var failed map[int]error
-	err := db.inTxIf(ctx, a.anyDelete, func(q querier) error {
-		var written map[string]bool
-		var err error
-		if tx, ok := q.(pgx.Tx); ok {
-			written, err = deleteWithKeys(ctx, tx, now, completeSQL, a.args()...)
-		} else {
-			written, err = completeRows(ctx, q, a.args())
+	var (
+		written, keyed map[string]bool
+		tasks          []*deputy.Task
+		tasksKeyed     []string
+	)
+	err := retry(func() error {
+		var batch pgx.Batch
+		batch.Queue(completeFastSQL, b.arrays.args()...)
+		batch.Queue(claimSQL+taskCols("t."), args...)
+		br := db.pool.SendBatch(ctx, &batch)
+		defer br.Close()
+		rows, err := br.Query()
+		if err == nil {
+			written, keyed, err = scanCompleted(rows)
 		}
 		if err != nil {
 			return err
 		}
-		failed, err = resolveFailures(ctx, q, cand, dups, func(i int) string { return cs[i].ID },
-			written, "not running under this claim")
+		if rows, err = br.Query(); err == nil {
+			tasks, tasksKeyed, err = scanTasks(rows)
+		}
+		if err != nil {
+			return err
+		}
+		return br.Close()
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("complete tasks and claim: %w", wrapErr(err))
+	}
+	if err := db.claimed(ctx, tasks, tasksKeyed); err != nil {
+		// The outcomes written stand: written again, they fail as conflicts.
+		return nil, nil, fmt.Errorf("claim tasks: %w", err)
+	}
+	if err := db.finishCompletions(ctx, b, written, keyed); err != nil {
+		// The claim and the outcomes written stand: the others fail on
+		// their own, to be written again.
+		err = fmt.Errorf("complete tasks: %w", wrapErr(err))
+		for _, i := range slices.Concat(b.cand, b.dups) {
+			if !written[cs[i].ID] && b.errs[i] == nil {
+				b.errs[i] = err
+			}
+		}
+	}
+	return b.errs, tasks, nil
+}
+
+// completions is a batch of outcomes prepared for completeFastSQL.
+type completions struct {
+	cs     []deputy.Completion
+	errs   []error
+	arrays completionArrays
+	// cand are the indexes of the outcomes in arrays, dups those of later
+	// outcomes of the same tasks.
+	cand, dups []int
+	now        time.Time
+}
+
+func (db *DB) newCompletions(cs []deputy.Completion) *completions {
+	b := &completions{cs: cs, errs: make([]error, len(cs)), now: db.now()}
+	var first []int
+	first, b.dups = splitDups(len(cs), func(i int) string { return cs[i].ID })
+	for _, i := range first {
+		if err := b.arrays.add(&cs[i], b.now); err != nil {
+			b.errs[i] = err
+			continue
+		}
+		b.cand = append(b.cand, i)
+	}
+	return b
+}
+
+// empty reports whether the batch has nothing to write or explain.
+func (b *completions) empty() bool { return len(b.cand) == 0 && len(b.dups) == 0 }
+
+// finishCompletions deletes the tasks with keys that completeFastSQL left,
+// explains the outcomes not written, and wakes other nodes when tasks are
+// due again.
+func (db *DB) finishCompletions(ctx context.Context, b *completions,
+	written, keyed map[string]bool,
+) error {
+	if len(keyed) > 0 {
+		if err := db.completeKeyed(ctx, b.cs, b.cand, keyed, b.now, written); err != nil {
+			return err
+		}
+	}
+	failed, err := resolveFailures(ctx, db.pool, b.cand, b.dups,
+		func(i int) string { return b.cs[i].ID }, written, "not running under this claim")
+	if err != nil {
+		return err
+	}
+	for i, err := range failed {
+		b.errs[i] = err
+	}
+	if b.arrays.anyWakeups {
+		db.wake()
+	}
+	return nil
+}
+
+// completeFast runs completeFastSQL. It returns the ids it wrote, and those
+// of tasks with keys left to delete.
+func completeFast(ctx context.Context, q querier, args []any,
+) (written, keyed map[string]bool, err error) {
+	rows, err := q.Query(ctx, completeFastSQL, args...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return scanCompleted(rows)
+}
+
+// scanCompleted reads the rows of completeFastSQL.
+func scanCompleted(rows pgx.Rows) (written, keyed map[string]bool, err error) {
+	defer rows.Close()
+	written, keyed = map[string]bool{}, map[string]bool{}
+	for rows.Next() {
+		var (
+			id     string
+			hasKey bool
+		)
+		if err := rows.Scan(&id, &hasKey); err != nil {
+			return nil, nil, err
+		}
+		if hasKey {
+			keyed[id] = true
+		} else {
+			written[id] = true
+		}
+	}
+	return written, keyed, rows.Err()
+}
+
+// completeKeyed deletes, in a transaction, the tasks among cs[cand] whose
+// ids are in keyed, releases their keys, and adds the ids it deleted to
+// written.
+func (db *DB) completeKeyed(ctx context.Context, cs []deputy.Completion, cand []int,
+	keyed map[string]bool, now time.Time, written map[string]bool,
+) error {
+	var a completionArrays
+	for _, i := range cand {
+		if keyed[cs[i].ID] {
+			if err := a.add(&cs[i], now); err != nil {
+				return err
+			}
+		}
+	}
+	var gone map[string]bool
+	err := db.inTx(ctx, func(tx pgx.Tx) (err error) {
+		gone, err = deleteWithKeys(ctx, tx, now, completeSQL, a.args()...)
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("complete tasks: %w", wrapErr(err))
+		return err
 	}
-	for i, err := range failed {
-		errs[i] = err
-	}
-	if a.anyWakeups {
-		db.wake()
-	}
-	return errs, nil
-}
-
-// completeRows runs completeSQL for a batch without deletes.
-func completeRows(ctx context.Context, q querier, args []any) (map[string]bool, error) {
-	rows, err := q.Query(ctx, completeSQL, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	written := map[string]bool{}
-	for rows.Next() {
-		var (
-			id          string
-			hold, at    *time.Time
-			kind, keyID *string
-			byUser      *bool
-		)
-		if err := rows.Scan(&id, &hold, &at, &kind, &keyID, &byUser); err != nil {
-			return nil, err
-		}
+	for id := range gone {
 		written[id] = true
 	}
-	return written, rows.Err()
+	return nil
 }
 
 // resolveFailures returns ENOTFOUND or ECONFLICT for the items of a

@@ -257,12 +257,3 @@ func retry(fn func() error) error {
 func (db *DB) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	return retry(func() error { return pgx.BeginFunc(ctx, db.pool, fn) })
 }
-
-// inTxIf runs fn in a transaction when tx is set, else on the pool: a
-// single statement needs no transaction of its own.
-func (db *DB) inTxIf(ctx context.Context, tx bool, fn func(q querier) error) error {
-	if !tx {
-		return retry(func() error { return fn(db.pool) })
-	}
-	return db.inTx(ctx, func(tx pgx.Tx) error { return fn(tx) })
-}
