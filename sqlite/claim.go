@@ -71,31 +71,70 @@ var (
 
 // Claim implements [deputy.Store]. The tasks come in claim order.
 func (db *DB) Claim(ctx context.Context, p deputy.ClaimParams) ([]*deputy.Task, error) {
-	limit := p.MaxTasks
-	if limit <= 0 {
-		limit = p.Budget
-	}
-	if p.Budget <= 0 || limit <= 0 || len(p.Types) == 0 {
+	if claimLimit(p) == 0 {
 		return nil, nil
 	}
-	types, err := json.Marshal(p.Types)
-	if err != nil {
-		return nil, fmt.Errorf("claim tasks: %w", err)
-	}
-
 	var claimed []*deputy.Task
-	err = db.write(ctx, func(ctx context.Context, w *wtx) error {
-		ids, err := w.claimable(ctx, string(types), micros(p.Now), p.Budget, limit)
-		if err != nil || len(ids) == 0 {
-			return err
-		}
-		claimed, err = w.markClaimed(ctx, ids, p)
+	err := db.write(ctx, func(ctx context.Context, w *wtx) (err error) {
+		claimed, err = w.claim(ctx, p)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("claim tasks: %w", err)
 	}
 	return claimed, nil
+}
+
+// CompleteAndClaim writes the outcomes of runs as [DB.Complete] does, then
+// claims as [DB.Claim] does, in one write transaction: a node's claim cycle
+// then commits once.
+func (db *DB) CompleteAndClaim(ctx context.Context, cs []deputy.Completion,
+	p deputy.ClaimParams,
+) ([]error, []*deputy.Task, error) {
+	errs := make([]error, len(cs))
+	var claimed []*deputy.Task
+	err := db.write(ctx, func(ctx context.Context, w *wtx) (err error) {
+		for _, round := range rounds(cs) {
+			if err := w.complete(ctx, cs, round, errs); err != nil {
+				return err
+			}
+		}
+		claimed, err = w.claim(ctx, p)
+		return err
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("complete runs and claim tasks: %w", err)
+	}
+	return errs, claimed, nil
+}
+
+// claimLimit returns how many tasks p may claim: zero when it claims none.
+func claimLimit(p deputy.ClaimParams) int {
+	limit := p.MaxTasks
+	if limit <= 0 {
+		limit = p.Budget
+	}
+	if p.Budget <= 0 || limit <= 0 || len(p.Types) == 0 {
+		return 0
+	}
+	return limit
+}
+
+// claim claims tasks as [DB.Claim] describes.
+func (w *wtx) claim(ctx context.Context, p deputy.ClaimParams) ([]*deputy.Task, error) {
+	limit := claimLimit(p)
+	if limit == 0 {
+		return nil, nil
+	}
+	types, err := json.Marshal(p.Types)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := w.claimable(ctx, string(types), micros(p.Now), p.Budget, limit)
+	if err != nil || len(ids) == 0 {
+		return nil, err
+	}
+	return w.markClaimed(ctx, ids, p)
 }
 
 // claimable returns the ids of the tasks to claim, in order: the longest
