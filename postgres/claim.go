@@ -34,7 +34,13 @@ import (
 // hash-join against a scan of the whole table. scheduled_at = t.due_at
 // takes the due time from the row as locked.
 const claimSQL = `
-WITH RECURSIVE prio (p) AS (
+WITH RECURSIVE hb AS (
+    -- A claim is a heartbeat: a node that claims is alive.
+    INSERT INTO nodes (id, last_seen) VALUES ($5, $1)
+    ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen
+    WHERE nodes.last_seen < excluded.last_seen
+),
+prio (p) AS (
     (SELECT eff_priority FROM tasks
      WHERE enabled AND status IN ('idle', 'running', 'claiming')
      ORDER BY eff_priority DESC LIMIT 1)
@@ -235,6 +241,48 @@ WHERE c.del AND t.claim_version = c.claim_version AND t.status = 'running' AND t
 // A batch is one statement, committed on its own, unless it deletes tasks
 // with keys: a transaction then deletes those and releases their keys.
 func (db *DB) Complete(ctx context.Context, cs []deputy.Completion) ([]error, error) {
+	rounds := completionRounds(cs)
+	if len(rounds) == 1 {
+		return db.completeRound(ctx, cs)
+	}
+	// A batch may hold two outcomes of one task: that of a run whose claim
+	// was lost and that of the run of the new claim. Each is judged on its
+	// own, in rounds of distinct tasks.
+	errs := make([]error, len(cs))
+	for _, round := range rounds {
+		part := make([]deputy.Completion, len(round))
+		for j, i := range round {
+			part[j] = cs[i]
+		}
+		perr, err := db.completeRound(ctx, part)
+		if err != nil {
+			return nil, err
+		}
+		for j, i := range round {
+			errs[i] = perr[j]
+		}
+	}
+	return errs, nil
+}
+
+// completionRounds splits the indexes of cs into rounds in which every task
+// appears once, keeping the order of each task's outcomes.
+func completionRounds(cs []deputy.Completion) [][]int {
+	seen := make(map[string]int, len(cs))
+	var rounds [][]int
+	for i := range cs {
+		r := seen[cs[i].ID]
+		seen[cs[i].ID] = r + 1
+		if r == len(rounds) {
+			rounds = append(rounds, nil)
+		}
+		rounds[r] = append(rounds[r], i)
+	}
+	return rounds
+}
+
+// completeRound writes outcomes of distinct tasks.
+func (db *DB) completeRound(ctx context.Context, cs []deputy.Completion) ([]error, error) {
 	b := db.newCompletions(cs)
 	if b.empty() {
 		return b.errs, nil
@@ -264,6 +312,14 @@ func (db *DB) CompleteAndClaim(ctx context.Context, cs []deputy.Completion,
 	b := db.newCompletions(cs)
 	args, claim := claimArgs(p)
 	switch {
+	case len(b.dups) > 0:
+		// Two outcomes of one task take rounds; claim after them.
+		errs, err := db.Complete(ctx, cs)
+		if err != nil {
+			return nil, nil, err
+		}
+		tasks, err := db.Claim(ctx, p)
+		return errs, tasks, err
 	case !claim:
 		errs, err := db.Complete(ctx, cs)
 		return errs, nil, err
@@ -550,7 +606,8 @@ func (db *DB) ReleaseDeadNodes(ctx context.Context, cutoff, now time.Time) (int,
 WITH dead AS (DELETE FROM nodes WHERE last_seen < $2 RETURNING id)
 UPDATE tasks t`+releaseSet+`
 FROM dead
-WHERE t.owner_id = dead.id AND t.owner_id <> '' AND t.status IN ('running', 'claiming')`,
+WHERE t.owner_id = dead.id AND t.owner_id <> '' AND t.status IN ('running', 'claiming')
+  AND t.started_at < $2`,
 		micro(now), cutoff)
 	if err != nil {
 		return 0, fmt.Errorf("release dead nodes: %w", wrapErr(err))

@@ -61,7 +61,7 @@ var (
 	qReleaseDead = writeQuery(`UPDATE tasks SET status = 'idle', owner_id = NULL,
 		started_at = NULL, retry_at = NULL, run_at = ?, version = version + 1, updated_at = ?
 	WHERE owner_id IN (SELECT id FROM nodes WHERE last_seen < ?)
-		AND status IN ('running', 'claiming')`)
+		AND status IN ('running', 'claiming') AND started_at < ?`)
 
 	qForgetDead = writeQuery(`DELETE FROM nodes WHERE last_seen < ?`)
 
@@ -125,6 +125,10 @@ func (w *wtx) claim(ctx context.Context, p deputy.ClaimParams) ([]*deputy.Task, 
 	limit := claimLimit(p)
 	if limit == 0 {
 		return nil, nil
+	}
+	// A claim is a heartbeat: a node that claims is alive.
+	if _, err := w.exec(ctx, qHeartbeat, p.Owner, micros(p.Now)); err != nil {
+		return nil, err
 	}
 	types, err := json.Marshal(p.Types)
 	if err != nil {
@@ -401,7 +405,8 @@ func (db *DB) ReleaseDeadNodes(ctx context.Context, cutoff, now time.Time) (int,
 		if err := w.queryRow(ctx, qDeadNodes, micros(cutoff)).Scan(&dead); err != nil || dead == 0 {
 			return err
 		}
-		n, err = w.execAffected(ctx, qReleaseDead, micros(now), micros(now), micros(cutoff))
+		n, err = w.execAffected(ctx, qReleaseDead, micros(now), micros(now), micros(cutoff),
+			micros(cutoff))
 		if err != nil {
 			return err
 		}

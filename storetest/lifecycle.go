@@ -207,6 +207,28 @@ func testComplete(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 		mustNotExist(t, s, "b")
 	})
 
+	t.Run("StaleThenFreshInBatch", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		mustInsert(t, s, newTask("a", typeA, base))
+		stale := claimOne(t, s, "a", typeA, "node-1", base)
+		if n, err := s.ReleaseOwned(t.Context(), "node-1", at(time.Second)); err != nil || n != 1 {
+			t.Fatalf("ReleaseOwned = %d, %v; want 1", n, err)
+		}
+		fresh := claimOne(t, s, "a", typeA, "node-1", at(2*time.Second))
+
+		// A batch can hold the outcome of a run whose claim was lost and
+		// that of the run of the new claim: each is judged on its own.
+		errs, err := s.Complete(t.Context(), []deputy.Completion{
+			{ID: "a", ClaimVersion: stale.ClaimVersion, Now: at(3 * time.Second), RunAt: at(time.Hour)},
+			{ID: "a", ClaimVersion: fresh.ClaimVersion, Now: at(3 * time.Second), RunAt: at(2 * time.Hour)},
+		})
+		wantItemCodes(t, "Complete", errs, err, deputy.ECONFLICT, "")
+		got := mustGet(t, s, "a")
+		wantIdle(t, got)
+		wantTime(t, "RunAt", got.RunAt, at(2*time.Hour))
+	})
+
 	t.Run("Batch", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)
@@ -362,6 +384,30 @@ func testNodes(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 				t.Fatalf("Nodes = %v, want %v", nodes, want)
 			}
 		}
+	})
+
+	t.Run("ClaimIsAHeartbeat", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		mustInsert(t, s, newTask("a", typeA, at(time.Minute)))
+		if err := s.Heartbeat(t.Context(), "node-1", base); err != nil {
+			t.Fatalf("Heartbeat: %v", err)
+		}
+		// node-1 was silent (its heartbeats failed, say) but claims again:
+		// the claim proves it alive, so its fresh run is not released.
+		claimOne(t, s, "a", typeA, "node-1", at(time.Minute))
+		n, err := s.ReleaseDeadNodes(t.Context(), at(30*time.Second), at(time.Minute))
+		if err != nil || n != 0 {
+			t.Fatalf("ReleaseDeadNodes = %d, %v; want 0", n, err)
+		}
+		if got := mustGet(t, s, "a"); got.Status != deputy.StatusRunning || got.OwnerID != "node-1" {
+			t.Fatalf("task after ReleaseDeadNodes: status %s, owner %s", got.Status, got.OwnerID)
+		}
+		nodes, err := s.Nodes(t.Context())
+		if err != nil || len(nodes) != 1 {
+			t.Fatalf("Nodes = %v, %v", nodes, err)
+		}
+		wantTime(t, "LastSeen", nodes[0].LastSeen, at(time.Minute))
 	})
 
 	t.Run("ReleaseDeadNodes", func(t *testing.T) {
