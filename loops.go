@@ -6,8 +6,40 @@ import (
 	"time"
 )
 
+// maxClaimsInFlight bounds the claims a node has in flight at once. A claim
+// waits for its commit, and slots that runs free meanwhile would sit idle
+// until it returns: a second claim fills them, once at least half the
+// budget is free, so that claims stay large enough to pay for their round
+// trip and commit. Each claim reserves the budget it may fill, so that
+// together they never exceed it.
+const maxClaimsInFlight = 2
+
+// claimResult is the outcome of one claim cycle: how many tasks it
+// claimed and how many run outcomes it wrote.
+type claimResult struct {
+	n, wrote int
+	err      error
+}
+
+// claimCompleter is implemented by stores that can write run outcomes in
+// the transaction of a claim, as the sqlite and postgres stores do. A claim
+// cycle then also writes the outcomes waiting to be written: one round trip
+// and one commit where [Store.Complete] and [Store.Claim] take two.
+type claimCompleter interface {
+	// CompleteAndClaim writes cs as [Store.Complete] does, then claims as
+	// [Store.Claim] does, in one transaction. When it fails, it returned no
+	// task to run, and outcomes may have been written: written again, they
+	// fail as conflicts. An outcome that fails on its own fails only
+	// itself; unless its error is a conflict, missing task or invalid
+	// input, it is written again.
+	CompleteAndClaim(ctx context.Context, cs []Completion, p ClaimParams,
+	) ([]error, []*Task, error)
+}
+
 // pollLoop claims due tasks whenever the poll interval passes, a wakeup
-// arrives, or, while due tasks remain, a slot frees up.
+// arrives, or, while due tasks remain, a slot frees up. Up to
+// maxClaimsInFlight claims run at once, each on the budget free when it
+// starts.
 func (m *Manager) pollLoop(ctx context.Context) {
 	m.log.Debug("poll loop started")
 	defer m.log.Debug("poll loop stopped")
@@ -16,8 +48,20 @@ func (m *Manager) pollLoop(ctx context.Context) {
 	defer timer.Stop()
 	var (
 		backlog  bool // the last claim found work, so more may be due
+		want     bool // a claim is asked for and not started yet
+		inflight int
 		failures int
 	)
+	results := make(chan claimResult, maxClaimsInFlight)
+	// An in-flight claim finishes even when Stop begins, so that what it
+	// claimed is run rather than stranded. The completer then writes the
+	// outcomes the claims leave.
+	defer func() {
+		for ; inflight > 0; inflight-- {
+			<-results
+		}
+		m.pool.outcomes.deferTo(false)
+	}()
 	for {
 		var freed <-chan struct{}
 		if backlog {
@@ -29,47 +73,112 @@ func (m *Manager) pollLoop(ctx context.Context) {
 		case <-m.stopPoll:
 			return
 		case <-timer.C:
+			want = true
 		case <-m.wakeup:
+			want = true
 		case <-freed:
-		}
-
-		// An in-flight claim finishes even when Stop begins, so that
-		// what it claimed is run rather than stranded.
-		n, err := m.claim(context.WithoutCancel(ctx))
-		wait := m.cfg.PollInterval
-		switch {
-		case err != nil && ctx.Err() != nil:
-			return
-		case err != nil:
-			failures++
-			wait = max(wait, backoff(failures))
-			m.stats.pollFailed()
-			if failures == 1 || failures%20 == 0 {
-				m.log.Warn("claim tasks", slog.Any("error", err), slog.Int("failures", failures))
+			want = true
+		case r := <-results:
+			inflight--
+			wait := m.claimed(r, &failures)
+			if r.err != nil && ctx.Err() != nil {
+				return
 			}
-		default:
-			if failures > 0 {
-				m.log.Info("claiming recovered", slog.Int("failures", failures))
-			}
-			failures = 0
+			backlog = r.n > 0
+			// More may be due: claim again at once while slots are free,
+			// and after outcomes that may make tasks due again.
+			want = want || backlog || r.wrote > 0
+			resetTimer(timer, wait)
 		}
-		backlog = n > 0
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
+		if want && m.mayClaim(inflight) {
+			want = !m.startClaim(ctx, results)
+			if !want {
+				inflight++
 			}
 		}
-		timer.Reset(wait)
+		// On a backlog, the next claim follows as soon as a claim in flight
+		// returns or a slot frees: it writes the outcomes runs hand over.
+		m.pool.outcomes.deferTo(backlog && (inflight > 0 || want) && m.pool.combine != nil)
 	}
 }
 
-// claim runs one claim cycle and returns how many tasks it started.
-func (m *Manager) claim(ctx context.Context) (int, error) {
-	if m.pool.free() <= 0 {
-		m.stats.polled(0, m.pool.load(), 0, "running_at_capacity")
-		return 0, nil
+// mayClaim reports whether a claim may start while inflight others are in
+// flight.
+func (m *Manager) mayClaim(inflight int) bool {
+	switch {
+	case inflight == 0:
+		return true
+	case inflight >= maxClaimsInFlight:
+		return false
+	default:
+		return 2*m.pool.free() >= m.pool.budget
 	}
+}
+
+// startClaim starts a claim cycle on the free budget, which it reserves,
+// and reports whether it did. A pool at capacity starts none: a freed slot
+// asks again.
+func (m *Manager) startClaim(ctx context.Context, results chan<- claimResult) bool {
+	r := m.pool.reserve(m.limitedTypes())
+	if r == nil {
+		m.stats.polled(0, m.pool.load(), 0, "running_at_capacity")
+		return false
+	}
+	go func() {
+		res := m.claim(context.WithoutCancel(ctx), r)
+		// What it claimed now counts as used: the next claim may start on
+		// the rest as soon as it has the result.
+		m.pool.unreserve(r)
+		results <- res
+	}()
+	return true
+}
+
+// claimed records the outcome of a claim cycle and returns how long the
+// loop may wait before it claims again unasked.
+func (m *Manager) claimed(r claimResult, failures *int) time.Duration {
+	wait := m.cfg.PollInterval
+	switch {
+	case r.err != nil:
+		*failures++
+		wait = max(wait, backoff(*failures))
+		m.stats.pollFailed()
+		if *failures == 1 || *failures%20 == 0 {
+			m.log.Warn("claim tasks", slog.Any("error", r.err), slog.Int("failures", *failures))
+		}
+	case *failures > 0:
+		m.log.Info("claiming recovered", slog.Int("failures", *failures))
+		*failures = 0
+	}
+	return wait
+}
+
+func resetTimer(t *time.Timer, d time.Duration) {
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	t.Reset(d)
+}
+
+// limitedTypes returns the definitions with a concurrency limit.
+func (m *Manager) limitedTypes() []*Definition {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var limited []*Definition
+	for _, d := range m.defs {
+		if d.MaxConcurrency > 0 {
+			limited = append(limited, d)
+		}
+	}
+	return limited
+}
+
+// claim runs one claim cycle on the budget reserved by r: it starts the
+// tasks it claims and, with a claimCompleter, writes the outcomes waiting.
+func (m *Manager) claim(ctx context.Context, r *reservation) (res claimResult) {
 	start := time.Now()
 	var (
 		unlimited []string
@@ -85,21 +194,39 @@ func (m *Manager) claim(ctx context.Context) (int, error) {
 	}
 	m.mu.Unlock()
 
-	total := 0
+	// Outcomes waiting to be written go with the first claim.
+	var cs []Completion
+	if m.pool.combine != nil {
+		cs = m.pool.outcomes.take(maxBatch)
+	}
+	taken := len(cs)
+	defer func() {
+		res.wrote = taken - len(cs)
+		if len(cs) > 0 {
+			m.pool.outcomes.putBack(cs) // no claim took them
+		}
+	}()
+
+	units := r.units
 	for _, d := range limited {
-		n, err := m.claimTypes(ctx, []string{d.Type}, m.pool.freeFor(d))
-		total += n
+		slots := r.slots[d.Type]
+		n, cost, err := m.claimTypes(ctx, &cs, []string{d.Type}, min(units, slots*int(d.Cost)),
+			slots)
+		res.n, units = res.n+n, units-cost
 		if err != nil {
-			return total, err
+			res.err = err
+			return res
 		}
 	}
 	if len(unlimited) > 0 {
-		n, err := m.claimTypes(ctx, unlimited, m.pool.free())
-		total += n
+		n, _, err := m.claimTypes(ctx, &cs, unlimited, units, 0)
+		res.n += n
 		if err != nil {
-			return total, err
+			res.err = err
+			return res
 		}
 	}
+	total := res.n
 	result := "no_tasks_claimed"
 	if total > 0 {
 		result = "pool_filled"
@@ -108,18 +235,36 @@ func (m *Manager) claim(ctx context.Context) (int, error) {
 		}
 	}
 	m.stats.polled(total, m.pool.load(), time.Since(start), result)
-	return total, nil
+	return res
 }
 
-func (m *Manager) claimTypes(ctx context.Context, types []string, budget int) (int, error) {
+// claimTypes claims due tasks of types within budget cost units and, when
+// maxTasks is positive, that many tasks, and starts them. With outcomes in
+// *cs, it writes them in the same call and clears *cs. It returns how many
+// tasks it claimed and the cost units they take.
+func (m *Manager) claimTypes(ctx context.Context, cs *[]Completion, types []string,
+	budget, maxTasks int,
+) (n, units int, err error) {
 	if budget <= 0 {
-		return 0, nil
+		return 0, 0, nil
 	}
-	tasks, err := m.store.Claim(ctx, ClaimParams{
-		Owner: m.cfg.NodeID, Now: m.cfg.Now(), Types: types, Budget: budget, Lease: m.cfg.Lease,
-	})
+	p := ClaimParams{
+		Owner: m.cfg.NodeID, Now: m.cfg.Now(), Types: types, Budget: budget, MaxTasks: maxTasks,
+		Lease: m.cfg.Lease,
+	}
+	var tasks []*Task
+	if len(*cs) > 0 {
+		var errs []error
+		errs, tasks, err = m.pool.combine.CompleteAndClaim(ctx, *cs, p)
+		if err == nil {
+			m.pool.written(*cs, errs, true)
+			*cs = nil
+		}
+	} else {
+		tasks, err = m.store.Claim(ctx, p)
+	}
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	for _, t := range tasks {
 		d := m.def(t.Type)
@@ -129,16 +274,22 @@ func (m *Manager) claimTypes(ctx context.Context, types []string, budget int) (i
 				slog.String("task_type", t.Type))
 			continue
 		}
+		cost := t.EffectiveCost
+		if cost == 0 {
+			cost = d.Cost
+		}
+		units += int(cost)
 		if !t.Recurring() && t.Attempts > d.MaxAttempts {
 			// A one-off task that ran out of attempts (its last run was lost
 			// with its node) is removed rather than run again.
-			m.pool.completes <- Completion{ID: t.ID, ClaimVersion: t.ClaimVersion, Now: m.cfg.Now(), Delete: true}
+			m.pool.outcomes.add(Completion{ID: t.ID, ClaimVersion: t.ClaimVersion,
+				Now: m.cfg.Now(), Delete: true})
 			m.stats.finished(t, "failed", 0)
 			continue
 		}
 		m.pool.run(t, d)
 	}
-	return len(tasks), nil
+	return len(tasks), units, nil
 }
 
 // heartbeatLoop records that this node is alive and releases the tasks of

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,10 +17,14 @@ import (
 type pool struct {
 	m      *Manager
 	budget int
+	// combine is the store when it writes outcomes with claims, else nil.
+	combine claimCompleter
 
 	mu       sync.Mutex
 	used     int                 // cost units of running tasks, guarded by mu
+	reserved int                 // cost units reserved by claims in flight, guarded by mu
 	byType   map[string]int      // running tasks per type, guarded by mu
+	slots    map[string]int      // tasks per type reserved by claims in flight, guarded by mu
 	runs     map[string]*running // by task id, guarded by mu
 	claiming bool                // guarded by mu
 	idle     *sync.Cond          // signalled when runs drain, uses mu
@@ -27,7 +33,7 @@ type pool struct {
 	cancelAll func(error)
 	endWrites context.CancelFunc // cancels the completer's writes
 	freed     chan struct{}      // buffered 1: a slot was freed
-	completes chan Completion    // to the completer
+	outcomes  outcomes           // waiting to be written
 	flushReq  chan chan struct{}
 	quit      chan struct{} // closed to end the completer
 	done      chan struct{} // closed when the completer exits
@@ -45,17 +51,19 @@ type running struct {
 
 func newPool(m *Manager) *pool {
 	p := &pool{
-		m:         m,
-		budget:    m.cfg.Capacity * int(CostNormal),
-		byType:    map[string]int{},
-		runs:      map[string]*running{},
-		freed:     make(chan struct{}, 1),
-		completes: make(chan Completion, 4096),
-		flushReq:  make(chan chan struct{}),
-		quit:      make(chan struct{}),
-		done:      make(chan struct{}),
+		m:        m,
+		budget:   m.cfg.Capacity * int(CostNormal),
+		byType:   map[string]int{},
+		slots:    map[string]int{},
+		runs:     map[string]*running{},
+		freed:    make(chan struct{}, 1),
+		outcomes: outcomes{ready: make(chan struct{}, 1)},
+		flushReq: make(chan chan struct{}),
+		quit:     make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	p.idle = sync.NewCond(&p.mu)
+	p.combine, _ = m.store.(claimCompleter)
 	return p
 }
 
@@ -78,14 +86,15 @@ func (p *pool) stopClaiming() {
 	p.mu.Unlock()
 }
 
-// free returns the unused cost budget, zero once claiming has stopped.
+// free returns the cost budget neither used nor reserved, zero once
+// claiming has stopped.
 func (p *pool) free() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.claiming {
 		return 0
 	}
-	return p.budget - p.used
+	return p.budget - p.used - p.reserved
 }
 
 func (p *pool) running() int {
@@ -100,18 +109,43 @@ func (p *pool) load() float64 {
 	return float64(p.used) / float64(p.budget)
 }
 
-// freeFor returns the budget a claim of one limited type may use.
-func (p *pool) freeFor(d *Definition) int {
+// reservation is the share of the pool one claim cycle may fill: cost
+// units, and for each type with a concurrency limit, a number of tasks.
+type reservation struct {
+	units int
+	slots map[string]int
+}
+
+// reserve reserves the free budget, and the free slots of the limited
+// types, for one claim cycle. It returns nil when no budget is free or
+// claiming has stopped.
+func (p *pool) reserve(limited []*Definition) *reservation {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.claiming {
-		return 0
+	free := p.budget - p.used - p.reserved
+	if !p.claiming || free <= 0 {
+		return nil
 	}
-	free := p.budget - p.used
-	if d.MaxConcurrency > 0 {
-		free = min(free, (d.MaxConcurrency-p.byType[d.Type])*int(d.Cost))
+	r := &reservation{units: free, slots: make(map[string]int, len(limited))}
+	p.reserved += free
+	for _, d := range limited {
+		if n := d.MaxConcurrency - p.byType[d.Type] - p.slots[d.Type]; n > 0 {
+			r.slots[d.Type] = n
+			p.slots[d.Type] += n
+		}
 	}
-	return max(free, 0)
+	return r
+}
+
+// unreserve returns a reservation once its claim cycle has started what it
+// claimed.
+func (p *pool) unreserve(r *reservation) {
+	p.mu.Lock()
+	p.reserved -= r.units
+	for t, n := range r.slots {
+		p.slots[t] -= n
+	}
+	p.mu.Unlock()
 }
 
 // wait blocks until no task runs or ctx is done, and reports which.
@@ -189,11 +223,9 @@ func (p *pool) run(t *Task, d *Definition) {
 		c := p.execute(ctx, r, timeout)
 		cancel(nil)
 		p.release(r)
-		select {
-		case p.completes <- c:
-		case <-p.done:
-			// The manager stopped without this run; Stop released its task.
-		}
+		// NB: once the manager has stopped nothing writes the outcome; Stop
+		// released the task.
+		p.outcomes.add(c)
 	}()
 }
 
@@ -281,38 +313,99 @@ func outcomeName(c Completion, err error) string {
 
 var errLeaseLost = errors.New("deputy: lease lost")
 
+// maxBatch bounds the outcomes written in one call.
+const maxBatch = 5000
+
+// outcomes is the queue of run outcomes waiting to be written. The
+// completer writes them, unless a claim cycle in flight is going to: a
+// store that writes outcomes in the transaction of a claim then spares a
+// commit per cycle.
+type outcomes struct {
+	mu      sync.Mutex
+	pending []Completion // guarded by mu
+	// ready is signalled (buffered 1) when outcomes are added or the
+	// completer must write what the claim loop leaves.
+	ready chan struct{}
+	// deferred is set while the claim loop will take the pending outcomes
+	// with its next claim.
+	deferred atomic.Bool
+}
+
+func (q *outcomes) add(cs ...Completion) {
+	q.mu.Lock()
+	q.pending = append(q.pending, cs...)
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *outcomes) signal() {
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// take removes and returns up to n pending outcomes, oldest first.
+func (q *outcomes) take(n int) []Completion {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n = min(n, len(q.pending))
+	if n == 0 {
+		return nil
+	}
+	cs := slices.Clone(q.pending[:n])
+	q.pending = slices.Delete(q.pending, 0, n)
+	return cs
+}
+
+// putBack returns outcomes a failed write took, ahead of the others.
+func (q *outcomes) putBack(cs []Completion) {
+	q.mu.Lock()
+	q.pending = append(slices.Clip(cs), q.pending...)
+	q.mu.Unlock()
+	q.signal()
+}
+
+// deferTo sets whether the claim loop writes the pending outcomes; when it
+// stops, the completer writes them.
+func (q *outcomes) deferTo(claims bool) {
+	if q.deferred.Swap(claims) && !claims {
+		q.signal()
+	}
+}
+
 // completer writes outcomes in batches: whatever accumulated while the
-// previous batch was being written goes out in one call.
+// previous batch was being written goes out in one call. It leaves them to
+// the claim loop while that defers them.
 func (p *pool) completer(ctx context.Context) {
 	defer close(p.done)
-	var batch []Completion
 	for {
 		select {
 		case <-p.quit:
 			return
-		case c := <-p.completes:
-			batch = append(batch[:0], c)
-		drain:
-			for len(batch) < 5000 {
-				select {
-				case c := <-p.completes:
-					batch = append(batch, c)
-				default:
-					break drain
-				}
+		case <-p.outcomes.ready:
+			if p.outcomes.deferred.Load() {
+				continue
 			}
-			p.write(ctx, batch)
 		case ack := <-p.flushReq:
-			// Everything sent before the flush request is in the channel.
-			batch = batch[:0]
-			for len(p.completes) > 0 {
-				batch = append(batch, <-p.completes)
-			}
-			if len(batch) > 0 {
-				p.write(ctx, batch)
-			}
+			// Everything handed over before the flush request is pending.
+			p.writePending(ctx, true)
 			close(ack)
+			continue
 		}
+		p.writePending(ctx, false)
+	}
+}
+
+// writePending writes the pending outcomes in batches. Unless all is set,
+// it stops when the claim loop takes them over.
+func (p *pool) writePending(ctx context.Context, all bool) {
+	for all || !p.outcomes.deferred.Load() {
+		batch := p.outcomes.take(maxBatch)
+		if len(batch) == 0 {
+			return
+		}
+		p.write(ctx, batch)
 	}
 }
 
@@ -323,15 +416,8 @@ func (p *pool) write(ctx context.Context, batch []Completion) {
 	for attempt := 0; ; attempt++ {
 		errs, err := m.store.Complete(ctx, batch)
 		if err == nil {
-			for i, e := range errs {
-				if e != nil {
-					m.log.Debug("run outcome not written: the task moved on", slog.String("task_id", batch[i].ID),
-						slog.Any("error", e))
-				}
-			}
-			if len(batch) > 0 {
-				m.wake() // recurring tasks may be due again at once
-			}
+			p.written(batch, errs, false)
+			m.wake() // recurring tasks may be due again at once
 			return
 		}
 		m.log.Warn("write run outcomes", slog.Int("count", len(batch)), slog.Any("error", err),
@@ -343,6 +429,26 @@ func (p *pool) write(ctx context.Context, batch []Completion) {
 		case <-p.quit:
 			return
 		}
+	}
+}
+
+// written logs the outcomes of a batch that were not written because
+// their tasks moved on without them. With again set, it queues again those
+// that failed for another reason, as a write with a claim may leave them.
+func (p *pool) written(batch []Completion, errs []error, again bool) {
+	var retry []Completion
+	for i, err := range errs {
+		switch code := ErrorCode(err); {
+		case code == "":
+		case again && code != ECONFLICT && code != ENOTFOUND && code != EINVALID:
+			retry = append(retry, batch[i])
+		default:
+			p.m.log.Debug("run outcome not written: the task moved on",
+				slog.String("task_id", batch[i].ID), slog.Any("error", err))
+		}
+	}
+	if len(retry) > 0 {
+		p.outcomes.putBack(retry)
 	}
 }
 
