@@ -74,6 +74,7 @@ func newRootCmd(e *env) *cobra.Command {
 	root.SetErr(e.stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newServeCmd(e), newMigrateCmd(e), newVersionCmd(e), newTasksCmd(e))
+	root.AddCommand(newBenchCmd(e))
 	return root
 }
 
