@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -131,4 +132,17 @@ func (s *serverCPU) report(b *testing.B, tasks int) {
 		return
 	}
 	b.ReportMetric(float64((end-s.start).Microseconds())/float64(tasks), "server-cpu-µs/task")
+}
+
+// BenchmarkInsertOne inserts tasks one per call, as Schedule does; an op is
+// one task.
+func BenchmarkInsertOne(b *testing.B) {
+	db := benchDB(b)
+	now := time.Now()
+	n := 0
+	for b.Loop() {
+		mustInsert(b, db, dueTask(fmt.Sprintf("t%08d", n), now.Add(time.Hour)))
+		n++
+	}
+	reportTasks(b, n)
 }
