@@ -190,8 +190,9 @@ type Count struct {
 // while their EffectiveCost fits Budget; the first task that does not fit
 // ends the claim so that large tasks are not starved. A claim sets status
 // running, OwnerID, StartedAt Now, Attempts+1, RetryAt Now+Lease,
-// ScheduledAt to the due time, and a new Version, which becomes the
-// ClaimVersion.
+// ScheduledAt to the due time, a new Version, and a new random
+// ClaimVersion, unique to the claim: versions restart at 1 for a new task
+// with the id of a removed one, claim tokens do not.
 type ClaimParams struct {
 	Owner string
 	Now   time.Time

@@ -153,9 +153,10 @@ type Task struct {
 	// Keys are the API keys the task runs with. They hold encrypted secrets
 	// and never leave deputy.
 	Keys []TaskKey `json:"-"`
-	// ClaimVersion is the version a claim gave the task. The outcome of a run
-	// is written only while the task still carries it, so a run that outlived
-	// its lease cannot overwrite a newer claim.
+	// ClaimVersion is a random token a claim gives the task. The outcome of
+	// a run is written only while the task still carries it, so a run that
+	// outlived its lease cannot overwrite a newer claim, nor a run of a
+	// removed task touch a new task with the same id.
 	ClaimVersion int64 `json:"-"`
 	// EffectivePriority and EffectiveCost are the overrides or else the
 	// definition's values, stored for claiming.

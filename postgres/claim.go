@@ -72,7 +72,7 @@ fit AS (
 UPDATE tasks t
 SET status = 'running', owner_id = $5, started_at = $1, attempts = t.attempts + 1,
     retry_at = $6, scheduled_at = t.due_at, version = t.version + 1,
-    claim_version = t.version + 1
+    claim_version = 1 + floor(random() * 9007199254740990)::bigint
 WHERE t.id = ANY (ARRAY(SELECT id FROM fit WHERE total <= $4))
 RETURNING `
 

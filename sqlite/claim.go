@@ -31,7 +31,8 @@ var (
 	qClaim = writeQuery(`UPDATE tasks SET status = 'running', owner_id = ?, started_at = ?,
 		attempts = attempts + 1,
 		scheduled_at = CASE WHEN status = 'idle' THEN run_at ELSE retry_at END,
-		retry_at = ?, version = version + 1, claim_version = version + 1, updated_at = ?
+		retry_at = ?, version = version + 1,
+		claim_version = 1 + abs(random() % 9007199254740991), updated_at = ?
 	WHERE id IN (SELECT value FROM json_each(?))
 	RETURNING ` + taskColumns)
 

@@ -207,6 +207,32 @@ func testComplete(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 		mustNotExist(t, s, "b")
 	})
 
+	t.Run("RunOfRemovedTaskSparesNewTask", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		mustInsert(t, s, newTask("a", typeA, base))
+		old := claimOne(t, s, "a", typeA, "node-1", base)
+		mustRemove(t, s, at(time.Second), "a")
+		// A new task with the same id starts again at version 1, and is
+		// claimed at the same point of its life as the old one was.
+		mustInsert(t, s, newTask("a", typeA, at(time.Second)))
+		fresh := claimOne(t, s, "a", typeA, "node-2", at(2*time.Second))
+		if fresh.ClaimVersion == old.ClaimVersion {
+			t.Fatalf("the new task's claim reused the removed task's token %d", old.ClaimVersion)
+		}
+
+		// The removed task's run finishes: it must not touch the new task.
+		errs, err := s.Complete(t.Context(), []deputy.Completion{{ID: "a",
+			ClaimVersion: old.ClaimVersion, Now: at(3 * time.Second), Delete: true}})
+		wantItemCodes(t, "Complete of the removed task's run", errs, err, deputy.ECONFLICT)
+		errs, err = s.RenewLeases(t.Context(), []deputy.Lease{{ID: "a",
+			ClaimVersion: old.ClaimVersion, Until: at(time.Hour)}})
+		wantItemCodes(t, "RenewLeases of the removed task's run", errs, err, deputy.ECONFLICT)
+		if got := mustGet(t, s, "a"); got.Status != deputy.StatusRunning || got.OwnerID != "node-2" {
+			t.Fatalf("new task: status %s, owner %s; want running on node-2", got.Status, got.OwnerID)
+		}
+	})
+
 	t.Run("StaleThenFreshInBatch", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)
