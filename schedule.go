@@ -2,6 +2,7 @@ package deputy
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -140,7 +141,8 @@ func (s *Schedule) interval() (time.Duration, error) {
 	}
 	d, err := ParseDuration(s.Interval)
 	if err != nil {
-		return 0, Errorf(EINVALID, "schedule: invalid interval %q: %v", s.Interval, err)
+		return 0, Errorf(EINVALID, "schedule: invalid interval %q: want a positive integer and "+
+			"a unit of s, m, h or d, such as 30s or 5m", s.Interval)
 	}
 	return d, nil
 }
@@ -244,6 +246,10 @@ func (r *RRule) compile(dtstart time.Time) (*rrule.RRule, error) {
 		return nil, Errorf(EINVALID, "schedule: rrule tzid is required")
 	}
 	loc, err := time.LoadLocation(r.TZID)
+	if r.TZID == "Local" {
+		// Local would make occurrences depend on each node's time zone.
+		err = errors.New("local time zone")
+	}
 	if err != nil {
 		return nil, Errorf(EINVALID, "schedule: rrule tzid %q is not a known time zone", r.TZID)
 	}
@@ -286,6 +292,10 @@ func (r *RRule) compile(dtstart time.Time) (*rrule.RRule, error) {
 	}
 	if r.DTStart != nil {
 		dtstart = *r.DTStart
+	} else if len(r.ByHour) > 0 || len(r.ByMinute) > 0 {
+		// Occurrences at fixed hours or minutes fall on the whole minute,
+		// not on the second the task happened to be scheduled.
+		opt.Bysecond = []int{0}
 	}
 	// Anchor at whole seconds so occurrences are stable across nodes.
 	opt.Dtstart = dtstart.In(loc).Truncate(time.Second)

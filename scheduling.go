@@ -76,7 +76,7 @@ const maxBulk = 10000
 
 func validID(id string) error {
 	if id == "" || len(id) > 256 {
-		return Errorf(EINVALID, "task id must be 1 to 256 characters")
+		return Errorf(EINVALID, "task id must be 1 to 256 bytes long")
 	}
 	for _, r := range id {
 		if unicode.IsControl(r) || r == '/' {

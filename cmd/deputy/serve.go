@@ -136,7 +136,10 @@ func serveAPI(ln net.Listener, h http.Handler, log *slog.Logger) (*http.Server, 
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		// A body trickled in slowly must not hold a connection forever.
+		ReadTimeout:  time.Minute,
+		WriteTimeout: 2 * time.Minute,
+		IdleTimeout:  2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	served := make(chan error, 1)
