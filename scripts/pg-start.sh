@@ -8,8 +8,22 @@
 set -euo pipefail
 
 bin=${PG_BIN:-/usr/lib/postgresql/15/bin}
-port=${PG_PORT:-55432}
+
+# free reports whether nothing listens on a loopback TCP port.
+free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+port=${PG_PORT:-}
+if [ -z "$port" ]; then
+	for p in $(seq 55432 55532); do
+		if free "$p"; then port=$p; break; fi
+	done
+fi
+if [ -z "$port" ] || ! free "$port"; then
+	echo "pg-start.sh: port ${port:-55432-55532} is busy; set PG_PORT to a free one" >&2
+	exit 1
+fi
 dir=$(mktemp -d /tmp/deputy-pg.XXXXXX)
+trap 'rm -rf "$dir"' ERR
 owner=postgres
 if ! id "$owner" >/dev/null 2>&1; then
 	useradd --system --no-create-home "$owner" >&2
@@ -32,5 +46,5 @@ if [ -z "${PG_DURABLE:-}" ]; then
 fi
 run "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w start >/dev/null
 echo "export TEST_DATABASE_URL='postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable'"
-echo "export PGSTOP='runuser -u $owner -- $bin/pg_ctl -D $dir/data -m fast stop'"
+echo "export PGSTOP='runuser -u $owner -- $bin/pg_ctl -D $dir/data -m fast stop; rm -rf $dir'"
 echo "export PGDATA_DIR='$dir/data'"

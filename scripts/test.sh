@@ -9,14 +9,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ -z "${TEST_DATABASE_URL:-}" ] && [ -x "${PG_BIN:-/usr/lib/postgresql/15/bin}/initdb" ]; then
-	eval "$(scripts/pg-start.sh)"
+	env=$(scripts/pg-start.sh)
+	eval "$env"
 	trap 'eval "$PGSTOP" >/dev/null 2>&1 || true' EXIT
 	export TEST_DATABASE_URL PGSTOP PGDATA_DIR
 	echo "test.sh: started a throwaway PostgreSQL at $TEST_DATABASE_URL" >&2
 fi
 
 if [ $# -gt 0 ]; then
-	exec go test -race -timeout 40m "$@"
+	go test -race -timeout 40m "$@"
+	exit 0
 fi
 
 # Everything but the multi-node tests, then those verbosely, so that the
