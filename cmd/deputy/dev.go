@@ -86,6 +86,10 @@ func startDev(cfg *Config, log *slog.Logger) (*devEnv, error) {
 	cfg.Elasticsearch = ElasticsearchConfig{URL: d.esURL, Username: devServiceUser,
 		Password: deputy.Secret(servicePassword)}
 	cfg.UIAM = UIAMConfig{URL: d.uiamURL, SharedSecret: deputy.Secret(secret)}
+	if cfg.AdminRole == "" {
+		// The dev user administers its space: it may list pending keys.
+		cfg.AdminRole = devUserRole
+	}
 	if cfg.EncryptionKey == "" {
 		key, err := devEncryptionKey(cfg.Data)
 		if err != nil {
