@@ -107,9 +107,12 @@ func newKeyNode(tb testing.TB) *keyNode {
 // grants returns how many keys the stand-ins have granted.
 func (n *keyNode) grants() int { return len(n.esdev.Keys()) + len(n.uiamdev.Keys()) }
 
+// noopDefinition is a task type whose runs do nothing.
 func noopDefinition() deputy.Definition {
 	return deputy.Definition{Type: "noop", Cost: deputy.CostTiny,
-		Run: func(context.Context, *deputy.Run) (deputy.Result, error) { return deputy.Result{}, nil }}
+		Run: func(context.Context, *deputy.Run) (deputy.Result, error) {
+			return deputy.Result{}, nil
+		}}
 }
 
 // BenchmarkManager_BulkScheduleKeys schedules 1,000 tasks of one type with
