@@ -94,6 +94,7 @@ func (db *DB) Claim(ctx context.Context, p deputy.ClaimParams) ([]*deputy.Task, 
 	}
 	tasks, keyed, err := scanTasks(rows)
 	if err == nil {
+		db.claimedRows(len(tasks))
 		err = db.claimed(ctx, tasks, keyed)
 	}
 	if err != nil {
@@ -357,6 +358,7 @@ func (db *DB) CompleteAndClaim(ctx context.Context, cs []deputy.Completion,
 	if err != nil {
 		return nil, nil, fmt.Errorf("complete tasks and claim: %w", wrapErr(err))
 	}
+	db.claimedRows(len(tasks))
 	if err := db.claimed(ctx, tasks, tasksKeyed); err != nil {
 		// The outcomes written stand: written again, they fail as conflicts.
 		return nil, nil, fmt.Errorf("claim tasks: %w", err)

@@ -70,6 +70,11 @@ type Config struct {
 	// NotifyInterval is the least time between two notifications this store
 	// sends; writes in between share one. Defaults to 5ms.
 	NotifyInterval time.Duration
+	// VacuumEvery is how many tasks the store claims between two VACUUMs of
+	// the tasks table that it runs itself, so that claims do not slow down
+	// between autovacuum's visits. Zero means 10,000; negative leaves the
+	// table to autovacuum.
+	VacuumEvery int
 	// Now is the clock for the times the store sets itself: Insert's
 	// CreatedAt and the check for tasks due now. Defaults to time.Now.
 	Now func() time.Time
@@ -81,6 +86,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.NotifyInterval == 0 {
 		c.NotifyInterval = DefaultNotifyInterval
+	}
+	if c.VacuumEvery == 0 {
+		c.VacuumEvery = DefaultVacuumEvery
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -121,8 +129,16 @@ type DB struct {
 	listenPID atomic.Uint32
 	notified  atomic.Int64
 
-	ctx       context.Context // the store's lifetime, cancelled by Close
-	cancel    context.CancelFunc
+	// claimedSince counts the tasks claimed since the last VACUUM started;
+	// vacuuming is set while one runs. See claimedRows.
+	claimedSince   atomic.Int64
+	vacuuming      atomic.Bool
+	vacuumFailures atomic.Int64
+
+	ctx    context.Context // the store's lifetime, cancelled by Close
+	cancel context.CancelFunc
+	// bg orders the start of background goroutines after Open with Close.
+	bg        sync.Mutex
 	wg        sync.WaitGroup // background goroutines
 	closeOnce sync.Once
 }
@@ -206,7 +222,9 @@ func (db *DB) prepare(ctx context.Context) error {
 // idempotent.
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
+		db.bg.Lock()
 		db.cancel()
+		db.bg.Unlock()
 		db.wg.Wait()
 		db.pool.Close()
 	})
