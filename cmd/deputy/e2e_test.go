@@ -74,39 +74,7 @@ type proc struct {
 // data, and waits until it listens.
 func startDeputy(t *testing.T, data string, extra ...string) *proc {
 	t.Helper()
-	args := append([]string{"serve", "--listen", "127.0.0.1:0", "--data", data, "--log-format", "json",
-		"--log-level", "debug", "--poll-interval", "100ms"}, extra...)
-	p := &proc{t: t, cmd: exec.Command(binary, args...), done: make(chan struct{})}
-	p.cmd.Env = cleanEnv()
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		t.Fatalf("stderr pipe: %v", err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start deputy: %v", err)
-	}
-	addrc := make(chan string, 1)
-	go p.readLog(stderr, addrc)
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("deputy log:\n%s", p.logText())
-		}
-	})
-	select {
-	case p.addr = <-addrc:
-		return p
-	case <-p.done:
-		t.Fatalf("deputy exited before listening: %v\n%s", p.err, p.logText())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("deputy did not listen within 30s\n%s", p.logText())
-	}
-	return nil
+	return startDeputyOut(t, data, nil, extra...)
 }
 
 // readLog collects the daemon's log and reports the address it listens on.
