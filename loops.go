@@ -1,6 +1,7 @@
 package deputy
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"time"
@@ -15,9 +16,11 @@ import (
 const maxClaimsInFlight = 2
 
 // claimResult is the outcome of one claim cycle: how many tasks it
-// claimed and how many run outcomes it wrote.
+// claimed, whether due tasks may be left (it filled its budget or task
+// limit), and how many run outcomes it wrote.
 type claimResult struct {
 	n, wrote int
+	more     bool
 	err      error
 }
 
@@ -47,7 +50,7 @@ func (m *Manager) pollLoop(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	var (
-		backlog  bool // the last claim found work, so more may be due
+		backlog  bool // the last claim found work and may have left some
 		want     bool // a claim is asked for and not started yet
 		inflight int
 		failures int
@@ -84,7 +87,7 @@ func (m *Manager) pollLoop(ctx context.Context) {
 			if r.err != nil && ctx.Err() != nil {
 				return
 			}
-			backlog = r.n > 0
+			backlog = r.n > 0 && r.more
 			// More may be due: claim again at once while slots are free,
 			// and after outcomes that may make tasks due again.
 			want = want || backlog || r.wrote > 0
@@ -210,17 +213,17 @@ func (m *Manager) claim(ctx context.Context, r *reservation) (res claimResult) {
 	units := r.units
 	for _, d := range limited {
 		slots := r.slots[d.Type]
-		n, cost, err := m.claimTypes(ctx, &cs, []string{d.Type}, min(units, slots*int(d.Cost)),
-			slots)
-		res.n, units = res.n+n, units-cost
+		n, cost, more, err := m.claimTypes(ctx, &cs, []string{d.Type},
+			min(units, slots*int(d.Cost)), slots)
+		res.n, units, res.more = res.n+n, units-cost, res.more || more
 		if err != nil {
 			res.err = err
 			return res
 		}
 	}
 	if len(unlimited) > 0 {
-		n, _, err := m.claimTypes(ctx, &cs, unlimited, units, 0)
-		res.n += n
+		n, _, more, err := m.claimTypes(ctx, &cs, unlimited, units, 0)
+		res.n, res.more = res.n+n, res.more || more
 		if err != nil {
 			res.err = err
 			return res
@@ -241,12 +244,14 @@ func (m *Manager) claim(ctx context.Context, r *reservation) (res claimResult) {
 // claimTypes claims due tasks of types within budget cost units and, when
 // maxTasks is positive, that many tasks, and starts them. With outcomes in
 // *cs, it writes them in the same call and clears *cs. It returns how many
-// tasks it claimed and the cost units they take.
+// tasks it claimed, the cost units they take, and whether due tasks may be
+// left: the claim reached its task limit, or a task may not have fit in the
+// budget left. Otherwise the store had no more due tasks of those types.
 func (m *Manager) claimTypes(ctx context.Context, cs *[]Completion, types []string,
 	budget, maxTasks int,
-) (n, units int, err error) {
+) (n, units int, more bool, err error) {
 	if budget <= 0 {
-		return 0, 0, nil
+		return 0, 0, true, nil
 	}
 	p := ClaimParams{
 		Owner: m.cfg.NodeID, Now: m.cfg.Now(), Types: types, Budget: budget, MaxTasks: maxTasks,
@@ -264,7 +269,7 @@ func (m *Manager) claimTypes(ctx context.Context, cs *[]Completion, types []stri
 		tasks, err = m.store.Claim(ctx, p)
 	}
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, false, err
 	}
 	for _, t := range tasks {
 		d := m.def(t.Type)
@@ -289,7 +294,9 @@ func (m *Manager) claimTypes(ctx context.Context, cs *[]Completion, types []stri
 		}
 		m.pool.run(t, d)
 	}
-	return len(tasks), units, nil
+	limit := cmp.Or(maxTasks, budget)
+	more = len(tasks) >= limit || budget-units < int(CostExtraLarge)
+	return len(tasks), units, more, nil
 }
 
 // heartbeatLoop records that this node is alive and releases the tasks of
