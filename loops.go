@@ -17,11 +17,11 @@ const maxClaimsInFlight = 2
 
 // claimResult is the outcome of one claim cycle: how many tasks it
 // claimed, whether due tasks may be left (it filled its budget or task
-// limit), and whether the run outcomes it wrote made a task due again.
+// limit), and how many run outcomes it wrote.
 type claimResult struct {
-	n         int
-	more, due bool
-	err       error
+	n, wrote int
+	more     bool
+	err      error
 }
 
 // claimCompleter is implemented by stores that can write run outcomes in
@@ -90,7 +90,7 @@ func (m *Manager) pollLoop(ctx context.Context) {
 			backlog = r.n > 0 && r.more
 			// More may be due: claim again at once while slots are free,
 			// and after outcomes that may make tasks due again.
-			want = want || backlog || r.due
+			want = want || backlog || r.wrote > 0
 			resetTimer(timer, wait)
 		}
 		if want && m.mayClaim(inflight) {
@@ -202,9 +202,9 @@ func (m *Manager) claim(ctx context.Context, r *reservation) (res claimResult) {
 	if m.pool.combine != nil {
 		cs = m.pool.outcomes.take(maxBatch)
 	}
-	due := dueAgain(cs, m.cfg.Now())
+	taken := len(cs)
 	defer func() {
-		res.due = due && len(cs) == 0
+		res.wrote = taken - len(cs)
 		if len(cs) > 0 {
 			m.pool.outcomes.putBack(cs) // no claim took them
 		}

@@ -417,9 +417,7 @@ func (p *pool) write(ctx context.Context, batch []Completion) {
 		errs, err := m.store.Complete(ctx, batch)
 		if err == nil {
 			p.written(batch, errs, false)
-			if dueAgain(batch, m.cfg.Now()) {
-				m.wake()
-			}
+			m.wake() // recurring tasks may be due again at once
 			return
 		}
 		m.log.Warn("write run outcomes", slog.Int("count", len(batch)), slog.Any("error", err),
@@ -432,18 +430,6 @@ func (p *pool) write(ctx context.Context, batch []Completion) {
 			return
 		}
 	}
-}
-
-// dueAgain reports whether an outcome among cs makes its task due by now,
-// such as a recurring task that missed its next occurrence: the claim loop
-// then claims again at once.
-func dueAgain(cs []Completion, now time.Time) bool {
-	for i := range cs {
-		if c := &cs[i]; !c.Delete && !c.Disable && !c.RunAt.After(now) {
-			return true
-		}
-	}
-	return false
 }
 
 // written logs the outcomes of a batch that were not written because
