@@ -257,6 +257,7 @@ func (m *Manager) claimTypes(ctx context.Context, cs *[]Completion, types []stri
 		Owner: m.cfg.NodeID, Now: m.cfg.Now(), Types: types, Budget: budget, MaxTasks: maxTasks,
 		Lease: m.cfg.Lease,
 	}
+	p.Heartbeat = m.beatDue(p.Now)
 	var tasks []*Task
 	if len(*cs) > 0 {
 		var errs []error
@@ -270,6 +271,9 @@ func (m *Manager) claimTypes(ctx context.Context, cs *[]Completion, types []stri
 	}
 	if err != nil {
 		return 0, 0, false, err
+	}
+	if p.Heartbeat {
+		m.beat(p.Now)
 	}
 	for _, t := range tasks {
 		d := m.def(t.Type)
@@ -299,6 +303,27 @@ func (m *Manager) claimTypes(ctx context.Context, cs *[]Completion, types []stri
 	return len(tasks), units, more, nil
 }
 
+// claimBeatEvery is how old a node's last heartbeat may be before its next
+// claim records one. A claim proves its node alive even while the heartbeat
+// loop's writes fail; once a second is as good for that as every claim.
+const claimBeatEvery = time.Second
+
+// beatDue reports whether a claim at now should record a heartbeat.
+func (m *Manager) beatDue(now time.Time) bool {
+	every := min(claimBeatEvery, m.cfg.HeartbeatInterval/2)
+	return now.Sub(time.Unix(0, m.lastBeat.Load())) >= every
+}
+
+// beat notes that the store recorded a heartbeat of this node at t.
+func (m *Manager) beat(t time.Time) {
+	for {
+		old := m.lastBeat.Load()
+		if t.UnixNano() <= old || m.lastBeat.CompareAndSwap(old, t.UnixNano()) {
+			return
+		}
+	}
+}
+
 // heartbeatLoop records that this node is alive and releases the tasks of
 // nodes that stopped heartbeating.
 func (m *Manager) heartbeatLoop(ctx context.Context) {
@@ -315,6 +340,7 @@ func (m *Manager) heartbeatLoop(ctx context.Context) {
 		err := m.store.Heartbeat(ctx, m.cfg.NodeID, now)
 		var n int
 		if err == nil {
+			m.beat(now)
 			n, err = m.store.ReleaseDeadNodes(ctx, now.Add(-m.cfg.NodeTTL), now)
 		}
 		switch {

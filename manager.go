@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -34,6 +35,10 @@ type Manager struct {
 	stopPoll   chan struct{} // closed to end the claim loop
 	pollExited chan struct{} // closed when the claim loop has ended
 	pool       *pool
+
+	// lastBeat is the time, by cfg.Now in Unix nanoseconds, of the last
+	// heartbeat the store recorded, by the heartbeat loop or with a claim.
+	lastBeat atomic.Int64
 }
 
 // New returns a manager over store. Register definitions, then Start it to
@@ -170,6 +175,7 @@ func (m *Manager) Start(ctx context.Context) error {
 	if err := m.store.Heartbeat(ctx, m.cfg.NodeID, now); err != nil {
 		return fmt.Errorf("deputy: start: heartbeat: %w", err)
 	}
+	m.beat(now)
 	if len(m.cfg.KeyServices) > 0 {
 		if err := m.ensureInvalidateTask(ctx); err != nil {
 			return fmt.Errorf("deputy: start: %w", err)

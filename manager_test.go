@@ -467,3 +467,39 @@ func TestManager_EnsureScheduled(t *testing.T) {
 		t.Fatalf("ensure on an existing task = %+v, %v; want the interval updated", task, err)
 	}
 }
+
+func TestManager_ClaimsHeartbeatOncePerSecond(t *testing.T) {
+	t.Parallel()
+	rec, def := newRecorder("job", nil)
+	// The heartbeat loop stays silent: only Start and claims record one.
+	h := newHarness(t, deputy.Config{HeartbeatInterval: time.Hour, NodeTTL: 2 * time.Hour}, def)
+	h.start(t, h.m)
+	started := h.clock.Now()
+	lastSeen := func() time.Time {
+		nodes, err := h.store.Nodes(context.Background())
+		if err != nil || len(nodes) != 1 {
+			t.Fatalf("Nodes = %v, %v", nodes, err)
+		}
+		return nodes[0].LastSeen
+	}
+
+	// A claim soon after a heartbeat records none.
+	h.clock.Advance(300 * time.Millisecond)
+	if _, err := h.m.Schedule(context.Background(), deputy.NewTask{Type: "job"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	rec.next(t)
+	if got := lastSeen(); !got.Equal(started) {
+		t.Fatalf("last seen %v after a claim 300ms after Start; want %v", got, started)
+	}
+
+	// A claim a second after it records one.
+	h.clock.Advance(time.Second)
+	if _, err := h.m.Schedule(context.Background(), deputy.NewTask{Type: "job"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	rec.next(t)
+	if got, want := lastSeen(), started.Add(1300*time.Millisecond); !got.Equal(want) {
+		t.Fatalf("last seen %v after a claim 1.3s after Start; want %v", got, want)
+	}
+}

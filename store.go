@@ -64,8 +64,9 @@ type Store interface {
 	Remove(ctx context.Context, ids []string, now time.Time) ([]error, error)
 
 	// Claim marks up to a budget of due tasks as running by p.Owner and
-	// returns them with their keys. See [ClaimParams]. A claim also counts
-	// as a heartbeat of p.Owner at p.Now, in the same transaction.
+	// returns them with their keys. See [ClaimParams]. With p.Heartbeat, the
+	// claim also records a heartbeat of p.Owner at p.Now, in the same
+	// transaction.
 	Claim(ctx context.Context, p ClaimParams) ([]*Task, error)
 
 	// Complete writes the outcomes of runs. Each is conditional on the task
@@ -90,8 +91,8 @@ type Store interface {
 	// ReleaseDeadNodes releases the running tasks of nodes whose last
 	// heartbeat is before cutoff, forgets those nodes, and returns how many
 	// tasks it released. Only tasks claimed before cutoff are released: a
-	// claim is a heartbeat, so a later one proves its node alive even when
-	// a concurrent release read that node's row before the claim.
+	// later claim proves its node alive even when a concurrent release read
+	// that node's row before the claim.
 	ReleaseDeadNodes(ctx context.Context, cutoff, now time.Time) (int, error)
 
 	// Nodes lists the nodes that heartbeat, most recent first.
@@ -202,6 +203,11 @@ type ClaimParams struct {
 	// MaxTasks bounds the number of tasks claimed. Zero means Budget.
 	MaxTasks int
 	Lease    time.Duration
+	// Heartbeat records a heartbeat of Owner at Now with the claim. A node
+	// sets it on a claim when its last heartbeat is getting old: a
+	// heartbeat on every claim would write the node's row hundreds of
+	// times a second under load.
+	Heartbeat bool
 }
 
 // Completion is the outcome of one run.

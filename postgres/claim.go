@@ -33,14 +33,18 @@ import (
 // the primary key: a join on fit lets the planner, misled by the LIMIT,
 // hash-join against a scan of the whole table. scheduled_at = t.due_at
 // takes the due time from the row as locked.
-const claimSQL = `
-WITH RECURSIVE hb AS (
-    -- A claim is a heartbeat: a node that claims is alive.
+const claimSQL = "WITH RECURSIVE " + claimCTEs
+
+// claimBeatSQL is claimSQL that also records a heartbeat of the claiming
+// node, for claims with [deputy.ClaimParams.Heartbeat] set.
+const claimBeatSQL = `WITH RECURSIVE hb AS (
     INSERT INTO nodes (id, last_seen) VALUES ($5, $1)
     ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen
     WHERE nodes.last_seen < excluded.last_seen
 ),
-prio (p) AS (
+` + claimCTEs
+
+const claimCTEs = `prio (p) AS (
     (SELECT eff_priority FROM tasks
      WHERE enabled AND status IN ('idle', 'running', 'claiming')
      ORDER BY eff_priority DESC LIMIT 1)
@@ -88,7 +92,7 @@ func (db *DB) Claim(ctx context.Context, p deputy.ClaimParams) ([]*deputy.Task, 
 	if !ok {
 		return nil, nil
 	}
-	rows, err := db.pool.Query(ctx, claimSQL+taskCols("t."), args...)
+	rows, err := db.pool.Query(ctx, claimStatement(p), args...)
 	if err != nil {
 		return nil, fmt.Errorf("claim tasks: %w", wrapErr(err))
 	}
@@ -116,6 +120,20 @@ func claimArgs(p deputy.ClaimParams) ([]any, bool) {
 	now := micro(p.Now)
 	return []any{now, p.Types, limit, p.Budget, p.Owner, now.Add(p.Lease)}, true
 }
+
+// claimStatement returns the claim statement for p, which returns the
+// claimed tasks' taskColumns.
+func claimStatement(p deputy.ClaimParams) string {
+	if p.Heartbeat {
+		return claimBeatReturning
+	}
+	return claimReturning
+}
+
+var (
+	claimReturning     = claimSQL + taskCols("t.")
+	claimBeatReturning = claimBeatSQL + taskCols("t.")
+)
 
 // claimed puts claimed tasks in claim order and reads the keys of those in
 // keyed.
@@ -360,7 +378,7 @@ func (db *DB) CompleteAndClaim(ctx context.Context, cs []deputy.Completion,
 		var batch pgx.Batch
 		sql, cargs := b.arrays.statement()
 		batch.Queue(sql, cargs...)
-		batch.Queue(claimSQL+taskCols("t."), args...)
+		batch.Queue(claimStatement(p), args...)
 		br := db.pool.SendBatch(ctx, &batch)
 		defer br.Close()
 		rows, err := br.Query()

@@ -127,9 +127,10 @@ func (w *wtx) claim(ctx context.Context, p deputy.ClaimParams) ([]*deputy.Task, 
 	if limit == 0 {
 		return nil, nil
 	}
-	// A claim is a heartbeat: a node that claims is alive.
-	if _, err := w.exec(ctx, qHeartbeat, p.Owner, micros(p.Now)); err != nil {
-		return nil, err
+	if p.Heartbeat {
+		if _, err := w.exec(ctx, qHeartbeat, p.Owner, micros(p.Now)); err != nil {
+			return nil, err
+		}
 	}
 	types, err := json.Marshal(p.Types)
 	if err != nil {

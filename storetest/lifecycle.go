@@ -419,9 +419,14 @@ func testNodes(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 		if err := s.Heartbeat(t.Context(), "node-1", base); err != nil {
 			t.Fatalf("Heartbeat: %v", err)
 		}
-		// node-1 was silent (its heartbeats failed, say) but claims again:
-		// the claim proves it alive, so its fresh run is not released.
-		claimOne(t, s, "a", typeA, "node-1", at(time.Minute))
+		// node-1 was silent (its heartbeats failed, say) but claims again,
+		// with a heartbeat: the claim proves it alive, so its fresh run is
+		// not released.
+		p := claimParams("node-1", at(time.Minute), time.Minute, 10, typeA)
+		p.Heartbeat = true
+		if got := taskIDs(mustClaim(t, s, p)); !slices.Equal(got, []string{"a"}) {
+			t.Fatalf("Claim = %v, want [a]", got)
+		}
 		n, err := s.ReleaseDeadNodes(t.Context(), at(30*time.Second), at(time.Minute))
 		if err != nil || n != 0 {
 			t.Fatalf("ReleaseDeadNodes = %d, %v; want 0", n, err)
@@ -434,6 +439,22 @@ func testNodes(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 			t.Fatalf("Nodes = %v, %v", nodes, err)
 		}
 		wantTime(t, "LastSeen", nodes[0].LastSeen, at(time.Minute))
+	})
+
+	t.Run("ClaimWithoutHeartbeat", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		mustInsert(t, s, newTask("a", typeA, base))
+		if err := s.Heartbeat(t.Context(), "node-1", base); err != nil {
+			t.Fatalf("Heartbeat: %v", err)
+		}
+		claimOne(t, s, "a", typeA, "node-1", at(time.Minute))
+		nodes, err := s.Nodes(t.Context())
+		if err != nil || len(nodes) != 1 {
+			t.Fatalf("Nodes = %v, %v", nodes, err)
+		}
+		// The claim left the heartbeat alone.
+		wantTime(t, "LastSeen", nodes[0].LastSeen, base)
 	})
 
 	t.Run("ReleaseDeadNodes", func(t *testing.T) {
