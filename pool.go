@@ -249,7 +249,7 @@ var errPanic = errors.New("task panicked")
 // execute runs r under its timeout and returns its outcome.
 func (p *pool) execute(parent context.Context, r *running, timeout time.Duration) (c Completion) {
 	m, t := p.m, r.task
-	log := m.log.With(slog.String("task_id", t.ID), slog.String("task_type", t.Type),
+	log := runLogger(m.log, slog.String("task_id", t.ID), slog.String("task_type", t.Type),
 		slog.Int("attempt", t.Attempts))
 	start := m.cfg.Now()
 	m.stats.started(t, start)
