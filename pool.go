@@ -220,9 +220,12 @@ func (p *pool) run(t *Task, d *Definition) {
 	p.runsWG.Add(1)
 	go func() {
 		defer p.runsWG.Done()
-		c := p.execute(ctx, r, timeout)
+		c, outcome, took := p.execute(ctx, r, timeout)
 		cancel(nil)
 		p.release(r)
+		// Counted once no longer running, so that metrics never show a
+		// finished run as running too.
+		p.m.stats.finished(t, outcome, took)
 		// NB: once the manager has stopped nothing writes the outcome; Stop
 		// released the task.
 		p.outcomes.add(c)
@@ -246,8 +249,10 @@ func (p *pool) release(r *running) {
 
 var errPanic = errors.New("task panicked")
 
-// execute runs r under its timeout and returns its outcome.
-func (p *pool) execute(parent context.Context, r *running, timeout time.Duration) (c Completion) {
+// execute runs r under its timeout and returns its outcome, the outcome's
+// name for metrics and how long the run took.
+func (p *pool) execute(parent context.Context, r *running, timeout time.Duration,
+) (c Completion, outcome string, took time.Duration) {
 	m, t := p.m, r.task
 	log := runLogger(m.log, slog.String("task_id", t.ID), slog.String("task_type", t.Type),
 		slog.Int("attempt", t.Attempts))
@@ -281,23 +286,21 @@ func (p *pool) execute(parent context.Context, r *running, timeout time.Duration
 	switch {
 	case err != nil && errors.Is(cause, ErrShutdown):
 		// Interrupted by shutdown: due again at once, attempt not counted.
-		m.stats.finished(t, "interrupted", now.Sub(start))
 		return Completion{ID: t.ID, ClaimVersion: t.ClaimVersion, Now: now, RunAt: now,
-			Attempts: max(t.Attempts-1, 0)}
+			Attempts: max(t.Attempts-1, 0)}, "interrupted", now.Sub(start)
 	case err != nil && errors.Is(cause, ErrTimeout):
 		err = fmt.Errorf("%w after %s", ErrTimeout, timeout)
 	case errors.Is(cause, errLeaseLost) && err != nil:
 		log.Warn("run cancelled: the task was taken or removed elsewhere", slog.Any("error", err))
 	}
 	c = m.outcome(t, r.def, res, err, now)
-	outcome := outcomeName(c, err)
-	m.stats.finished(t, outcome, now.Sub(start))
+	outcome = outcomeName(c, err)
 	if err != nil {
 		log.Warn("task run failed", slog.Any("error", err), slog.String("outcome", outcome))
 	} else {
 		log.Debug("task run succeeded", slog.Duration("duration", now.Sub(start)))
 	}
-	return c
+	return c, outcome, now.Sub(start)
 }
 
 func outcomeName(c Completion, err error) string {
