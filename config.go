@@ -136,6 +136,15 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// Validate reports the first setting of c that [New] would refuse: out of
+// range, or at odds with another setting.
+func (c Config) Validate() error {
+	if err := c.withDefaults().validate(); err != nil {
+		return fmt.Errorf("deputy: %w", err)
+	}
+	return nil
+}
+
 func (c Config) validate() error {
 	switch {
 	case c.PollInterval < 10*time.Millisecond:

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -501,5 +502,20 @@ func TestManager_ClaimsHeartbeatOncePerSecond(t *testing.T) {
 	rec.next(t)
 	if got, want := lastSeen(), started.Add(1300*time.Millisecond); !got.Equal(want) {
 		t.Fatalf("last seen %v after a claim 1.3s after Start; want %v", got, want)
+	}
+}
+
+func TestConfig_Validate(t *testing.T) {
+	t.Parallel()
+	if err := (deputy.Config{}).Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	err := deputy.Config{HeartbeatInterval: 10 * time.Second, NodeTTL: 5 * time.Second}.Validate()
+	if err == nil || !strings.Contains(err.Error(), "node_ttl 5s must exceed heartbeat_interval 10s") {
+		t.Fatalf("node_ttl below heartbeat_interval: %v", err)
+	}
+	if _, nerr := deputy.New(openStore(t), deputy.Config{HeartbeatInterval: 10 * time.Second,
+		NodeTTL: 5 * time.Second}); nerr == nil {
+		t.Fatal("New accepted what Validate refuses")
 	}
 }

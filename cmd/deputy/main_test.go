@@ -56,7 +56,9 @@ func TestErrorText(t *testing.T) {
 func TestRun_Usage(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{{"nosuch"}, {"tasks", "nosuch"}, {"serve", "--bogus"},
-		{"version", "extra"}, {"serve", "--capacity", "x"}} {
+		{"version", "extra"}, {"serve", "--capacity", "x"},
+		{"serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--node-ttl", "5s",
+			"--heartbeat-interval", "10s"}} {
 		var stdout, stderr bytes.Buffer
 		e := &env{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr,
 			lookupEnv: func(string) (string, bool) { return "", false }}

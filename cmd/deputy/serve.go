@@ -190,6 +190,11 @@ type daemon struct {
 // newDaemon opens the store and builds the manager and the API.
 func newDaemon(ctx context.Context, cfg Config, opts serveOptions, log *slog.Logger,
 ) (*daemon, error) {
+	// Settings that do not go together are refused before anything is
+	// created; those of the key services are checked once they exist.
+	if err := cfg.managerConfig(log).Validate(); err != nil {
+		return nil, usagef("%s", strings.TrimPrefix(err.Error(), "deputy: "))
+	}
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
@@ -215,8 +220,11 @@ func newDaemon(ctx context.Context, cfg Config, opts serveOptions, log *slog.Log
 		mcfg.CredentialHosts = keys.hosts
 	}
 	if d.m, err = deputy.New(d.store, mcfg); err != nil {
+		// The store is open, so the manager's configuration is at fault:
+		// settings that do not go together, such as node_ttl and
+		// heartbeat_interval.
 		d.store.Close()
-		return nil, err
+		return nil, usagef("%s", strings.TrimPrefix(err.Error(), "deputy: "))
 	}
 	runLevel := slog.LevelDebug
 	if cfg.Examples {
