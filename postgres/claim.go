@@ -642,20 +642,37 @@ ON CONFLICT (id) DO UPDATE SET last_seen = GREATEST(nodes.last_seen, excluded.la
 	return nil
 }
 
-// ReleaseDeadNodes forgets the nodes last seen before cutoff and releases
-// their running tasks, in one statement.
+// ReleaseDeadNodes releases the running tasks of the nodes last seen before
+// cutoff, and forgets those nodes that hold no other task, in one
+// statement. A dead node's tasks claimed after the cutoff keep it, so that
+// a later call, with a later cutoff, releases them.
+//
+// NB: the DELETE checks last_seen itself, rather than joining dead, so that
+// a node whose claim recorded a heartbeat meanwhile is not forgotten: the
+// server checks the condition again on the row that claim wrote.
 func (db *DB) ReleaseDeadNodes(ctx context.Context, cutoff, now time.Time) (int, error) {
-	tag, err := db.exec(ctx, `
-WITH dead AS (DELETE FROM nodes WHERE last_seen < $2 RETURNING id)
-UPDATE tasks t`+releaseSet+`
-FROM dead
-WHERE t.owner_id = dead.id AND t.owner_id <> '' AND t.status IN ('running', 'claiming')
-  AND t.started_at < $2`,
-		micro(now), cutoff)
+	var n int64
+	err := retry(func() error {
+		return db.pool.QueryRow(ctx, `
+WITH dead AS (SELECT id FROM nodes WHERE last_seen < $2),
+released AS (
+    UPDATE tasks t`+releaseSet+`
+    FROM dead
+    WHERE t.owner_id = dead.id AND t.owner_id <> '' AND t.status IN ('running', 'claiming')
+      AND t.started_at < $2
+    RETURNING 1
+),
+forgotten AS (
+    DELETE FROM nodes n WHERE n.last_seen < $2 AND NOT EXISTS (
+        SELECT 1 FROM tasks t
+        WHERE t.owner_id = n.id AND t.status IN ('running', 'claiming') AND t.started_at >= $2)
+)
+SELECT count(*) FROM released`, micro(now), cutoff).Scan(&n)
+	})
 	if err != nil {
 		return 0, fmt.Errorf("release dead nodes: %w", wrapErr(err))
 	}
-	return db.released(tag.RowsAffected()), nil
+	return db.released(n), nil
 }
 
 // exec runs one statement on the pool, retrying as retry does.

@@ -64,7 +64,10 @@ var (
 	WHERE owner_id IN (SELECT id FROM nodes WHERE last_seen < ?)
 		AND status IN ('running', 'claiming') AND started_at < ?`)
 
-	qForgetDead = writeQuery(`DELETE FROM nodes WHERE last_seen < ?`)
+	// A dead node is forgotten once it holds no task: the tasks it claimed
+	// after the cutoff are released by a later call.
+	qForgetDead = writeQuery(`DELETE FROM nodes WHERE last_seen < ? AND NOT EXISTS (
+		SELECT 1 FROM tasks WHERE tasks.owner_id = nodes.id AND status IN ('running', 'claiming'))`)
 
 	qHeartbeat = writeQuery(`INSERT INTO nodes (id, last_seen) VALUES (?, ?)
 	ON CONFLICT (id) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)`)

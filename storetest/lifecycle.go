@@ -457,6 +457,42 @@ func testNodes(t *testing.T, newStore func(t *testing.T) deputy.Store) {
 		wantTime(t, "LastSeen", nodes[0].LastSeen, base)
 	})
 
+	t.Run("ReleaseDeadNodesKeepsLaterClaims", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		mustInsert(t, s, newTask("d1", typeA, base), newTask("d2", typeB, base))
+		if err := s.Heartbeat(t.Context(), "dead", base); err != nil {
+			t.Fatalf("Heartbeat: %v", err)
+		}
+		// The node claims twice without recording a heartbeat, then dies.
+		claimOne(t, s, "d1", typeA, "dead", base)
+		claimOne(t, s, "d2", typeB, "dead", at(45*time.Second))
+
+		// d2 was claimed after the cutoff: it stays, and so does its node,
+		// or no later call would find d2 to release.
+		n, err := s.ReleaseDeadNodes(t.Context(), at(30*time.Second), at(time.Minute))
+		if err != nil || n != 1 {
+			t.Fatalf("first ReleaseDeadNodes = %d, %v; want 1", n, err)
+		}
+		wantIdle(t, mustGet(t, s, "d1"))
+		if got := mustGet(t, s, "d2"); got.Status != deputy.StatusRunning {
+			t.Fatalf("d2 after the first release: status %s", got.Status)
+		}
+		nodes, err := s.Nodes(t.Context())
+		if err != nil || len(nodes) != 1 || nodes[0].ID != "dead" {
+			t.Fatalf("Nodes = %v, %v; want the dead node kept", nodes, err)
+		}
+
+		n, err = s.ReleaseDeadNodes(t.Context(), at(90*time.Second), at(2*time.Minute))
+		if err != nil || n != 1 {
+			t.Fatalf("second ReleaseDeadNodes = %d, %v; want 1", n, err)
+		}
+		wantIdle(t, mustGet(t, s, "d2"))
+		if nodes, err := s.Nodes(t.Context()); err != nil || len(nodes) != 0 {
+			t.Fatalf("Nodes = %v, %v; want none", nodes, err)
+		}
+	})
+
 	t.Run("ReleaseDeadNodes", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)
