@@ -61,6 +61,10 @@ func (m *Manager) pollLoop(ctx context.Context) {
 		want     bool // a claim is asked for and not started yet
 		inflight int
 		failures int
+		// settle is when a claim stops waiting for the runs the last one
+		// started to end; settling is set while one waits.
+		settle   time.Time
+		settling <-chan time.Time
 	)
 	results := make(chan claimResult, maxClaimsInFlight)
 	// An in-flight claim finishes even when Stop begins, so that what it
@@ -74,7 +78,7 @@ func (m *Manager) pollLoop(ctx context.Context) {
 	}()
 	for {
 		var freed <-chan struct{}
-		if backlog {
+		if backlog || settling != nil {
 			freed = m.pool.freed
 		}
 		select {
@@ -88,8 +92,16 @@ func (m *Manager) pollLoop(ctx context.Context) {
 			want = true
 		case <-freed:
 			want = true
+		case <-settling:
+			settling = nil
+			want = true
 		case r := <-results:
 			inflight--
+			if r.n > 0 && r.more {
+				// A backlog: let the runs just started end, so that the
+				// next claim fills the budget.
+				settle = time.Now().Add(settleWindow)
+			}
 			wait := m.claimed(r, &failures)
 			if r.err != nil && ctx.Err() != nil {
 				return
@@ -101,15 +113,43 @@ func (m *Manager) pollLoop(ctx context.Context) {
 			resetTimer(timer, wait)
 		}
 		if want && m.mayClaim(inflight) {
-			want = !m.startClaim(ctx, results)
-			if !want {
-				inflight++
+			if wait := m.settleWait(inflight, settle); wait > 0 {
+				if settling == nil {
+					settling = time.After(wait)
+				}
+			} else {
+				settling = nil
+				want = !m.startClaim(ctx, results)
+				if !want {
+					inflight++
+				}
 			}
 		}
 		// On a backlog, the next claim follows as soon as a claim in flight
 		// returns or a slot frees: it writes the outcomes runs hand over.
 		m.pool.outcomes.deferTo(backlog && (inflight > 0 || want) && m.pool.combine != nil)
 	}
+}
+
+// settleWindow bounds how long a claim waits for the runs the last claim
+// started to end, when they hold most of the budget.
+const settleWindow = 500 * time.Microsecond
+
+// settleWait returns how long a claim that may start should wait first.
+//
+// The runs a claim starts hold their slots, and short runs free them a few
+// microseconds later. A claim started at once would fill only the slots
+// free then; one that waits for those runs to end fills the budget, in a
+// single round trip and commit where two or more small claims would be
+// needed. So while the last claim left due tasks and runs hold part of the
+// budget, the next claim waits for slots to free, until settle (shortly
+// after the last claim returned) at most. Longer runs delay it by no more
+// than settleWindow; a node that keeps up with its due tasks never waits.
+func (m *Manager) settleWait(inflight int, settle time.Time) time.Duration {
+	if inflight > 0 || m.pool.free() >= m.pool.budget {
+		return 0
+	}
+	return max(time.Until(settle), 0)
 }
 
 // mayClaim reports whether a claim may start while inflight others are in
