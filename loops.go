@@ -14,12 +14,10 @@ import (
 // trip and commit. Each claim reserves the budget it may fill, so that
 // together they never exceed it.
 //
-// TODO(deputy): the budget reserved by claims in flight bounds a backlog's
-// burn-down at budget / claim-cycle latency: with the default capacity
-// (20 tiny tasks) and a 1.3-1.5 ms cycle on PostgreSQL, 11,000-14,000 tasks
-// a second, short of issue 5's bar. Claiming ahead of the slots that runs
-// are about to free would lift it, at the price of tasks waiting on a
-// node that claimed them; see BENCHMARKS.md, batch F.
+// The budget reserved by claims in flight bounds a backlog's burn-down at
+// budget / claim-cycle latency: with the default capacity (20 tiny tasks)
+// and a 1.3-1.5 ms cycle on PostgreSQL, about 13,000-15,000 tasks a second.
+// See BENCHMARKS.md, batch F.
 const maxClaimsInFlight = 2
 
 // claimResult is the outcome of one claim cycle: how many tasks it
@@ -113,13 +111,17 @@ func (m *Manager) pollLoop(ctx context.Context) {
 			resetTimer(timer, wait)
 		}
 		if want && m.mayClaim(inflight) {
-			if wait := m.settleWait(inflight, settle); wait > 0 {
+			wait := m.settleWait(inflight, settle)
+			// Runs that usually end long before a claim returns need not
+			// be waited for: a claim ahead counts their slots as free.
+			ahead := wait > 0 && 2*m.pool.freeAhead() >= m.pool.budget
+			if wait > 0 && !ahead {
 				if settling == nil {
 					settling = time.After(wait)
 				}
 			} else {
 				settling = nil
-				want = !m.startClaim(ctx, results)
+				want = !m.startClaim(ctx, results, ahead)
 				if !want {
 					inflight++
 				}
@@ -168,8 +170,8 @@ func (m *Manager) mayClaim(inflight int) bool {
 // startClaim starts a claim cycle on the free budget, which it reserves,
 // and reports whether it did. A pool at capacity starts none: a freed slot
 // asks again.
-func (m *Manager) startClaim(ctx context.Context, results chan<- claimResult) bool {
-	r := m.pool.reserve(m.limitedTypes())
+func (m *Manager) startClaim(ctx context.Context, results chan<- claimResult, ahead bool) bool {
+	r := m.pool.reserve(m.limitedTypes(), ahead)
 	if r == nil {
 		m.stats.polled(0, m.pool.load(), 0, "running_at_capacity")
 		return false
@@ -258,6 +260,9 @@ func (m *Manager) claim(ctx context.Context, r *reservation) (res claimResult) {
 	}()
 
 	units := r.units
+	if r.ahead {
+		limited = nil
+	}
 	for _, d := range limited {
 		slots := r.slots[d.Type]
 		n, cost, more, err := m.claimTypes(ctx, &cs, []string{d.Type},
@@ -276,6 +281,7 @@ func (m *Manager) claim(ctx context.Context, r *reservation) (res claimResult) {
 			return res
 		}
 	}
+	m.pool.claimed(time.Since(start))
 	total := res.n
 	result := "no_tasks_claimed"
 	if total > 0 {
@@ -427,7 +433,7 @@ func (m *Manager) renewLeases(ctx context.Context) {
 	now := m.cfg.Now()
 	var (
 		leases []Lease
-		runs   []*running
+		runs   []*running // nil for a task waiting for a slot
 	)
 	m.pool.mu.Lock()
 	for _, r := range m.pool.runs {
@@ -437,6 +443,10 @@ func (m *Manager) renewLeases(ctx context.Context) {
 			leases = append(leases, Lease{ID: r.task.ID, ClaimVersion: r.task.ClaimVersion, Until: now.Add(m.cfg.Lease)})
 			runs = append(runs, r)
 		}
+	}
+	for _, w := range m.pool.waiting {
+		leases = append(leases, Lease{ID: w.task.ID, ClaimVersion: w.task.ClaimVersion, Until: now.Add(m.cfg.Lease)})
+		runs = append(runs, nil)
 	}
 	m.pool.mu.Unlock()
 	if len(leases) == 0 {
@@ -454,7 +464,13 @@ func (m *Manager) renewLeases(ctx context.Context) {
 			continue
 		}
 		code := ErrorCode(e)
-		if code == ECONFLICT || code == ENOTFOUND {
+		switch {
+		case code != ECONFLICT && code != ENOTFOUND:
+		case runs[i] == nil:
+			m.log.Warn("lease lost: dropping a task waiting for a slot",
+				slog.String("task_id", leases[i].ID), slog.String("reason", code))
+			m.pool.dropWaiting(leases[i].ID, leases[i].ClaimVersion)
+		default:
 			m.log.Warn("lease lost: cancelling run", slog.String("task_id", runs[i].task.ID), slog.String("reason", code))
 			runs[i].cancel(errLeaseLost)
 		}

@@ -226,6 +226,8 @@ func (m *Manager) Stop(ctx context.Context) error {
 	m.pool.stopClaiming()
 	close(m.stopPoll)
 	<-m.pollExited
+	// Tasks a claim ahead left waiting for slots go back unrun.
+	m.pool.handBack()
 
 	drained := m.pool.wait(ctx)
 	if !drained {

@@ -28,6 +28,17 @@ type pool struct {
 	runs     map[string]*running // by task id, guarded by mu
 	claiming bool                // guarded by mu
 	idle     *sync.Cond          // signalled when runs drain, uses mu
+	// waiting holds tasks claimed ahead of the slots short runs were about
+	// to free, when they arrive before those runs end; they start, in
+	// order, as slots free. Guarded by mu, as are waitCost, their cost
+	// units, and the averages below.
+	waiting  []waitingRun
+	waitCost int
+	// took is an average of run durations by type; claimTook one of claim
+	// cycles. A run much shorter than a claim ends before a claim started
+	// now returns.
+	took      map[string]time.Duration
+	claimTook time.Duration
 
 	ctx       context.Context // parent of run contexts
 	cancelAll func(error)
@@ -38,6 +49,13 @@ type pool struct {
 	quit      chan struct{} // closed to end the completer
 	done      chan struct{} // closed when the completer exits
 	runsWG    sync.WaitGroup
+}
+
+// waitingRun is a claimed task waiting for a slot.
+type waitingRun struct {
+	task *Task
+	def  *Definition
+	cost Cost
 }
 
 // running is one run in progress.
@@ -56,6 +74,7 @@ func newPool(m *Manager) *pool {
 		byType:   map[string]int{},
 		slots:    map[string]int{},
 		runs:     map[string]*running{},
+		took:     map[string]time.Duration{},
 		freed:    make(chan struct{}, 1),
 		outcomes: outcomes{ready: make(chan struct{}, 1)},
 		flushReq: make(chan chan struct{}),
@@ -86,15 +105,59 @@ func (p *pool) stopClaiming() {
 	p.mu.Unlock()
 }
 
-// free returns the cost budget neither used nor reserved, zero once
-// claiming has stopped.
+// free returns the cost budget neither used, reserved nor waited for, zero
+// once claiming has stopped.
 func (p *pool) free() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.claiming {
 		return 0
 	}
-	return p.budget - p.used - p.reserved
+	return p.budget - p.used - p.reserved - p.waitCost
+}
+
+// freeAhead returns free, plus the cost units of runs that usually end
+// well before a claim returns: a claim started now finds their slots free.
+// Runs of types with a concurrency limit do not count.
+func (p *pool) freeAhead() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.freeAheadLocked()
+}
+
+func (p *pool) freeAheadLocked() int {
+	if !p.claiming {
+		return 0
+	}
+	free := p.budget - p.used - p.reserved - p.waitCost
+	for _, r := range p.runs {
+		if r.def.MaxConcurrency == 0 && p.endsSoonLocked(r.task.Type) {
+			free += int(r.cost)
+		}
+	}
+	return free
+}
+
+// endsSoonLocked reports whether runs of typ usually take under a quarter
+// of a claim cycle.
+func (p *pool) endsSoonLocked(typ string) bool {
+	d, ok := p.took[typ]
+	return ok && p.claimTook > 0 && 4*d < p.claimTook
+}
+
+// claimed notes how long a claim cycle took.
+func (p *pool) claimed(d time.Duration) {
+	p.mu.Lock()
+	p.claimTook = ewma(p.claimTook, d)
+	p.mu.Unlock()
+}
+
+// ewma moves the average avg an eighth of the way to d; a first d sets it.
+func ewma(avg, d time.Duration) time.Duration {
+	if avg == 0 {
+		return d
+	}
+	return avg + (d-avg)/8
 }
 
 func (p *pool) running() int {
@@ -110,24 +173,33 @@ func (p *pool) load() float64 {
 }
 
 // reservation is the share of the pool one claim cycle may fill: cost
-// units, and for each type with a concurrency limit, a number of tasks.
+// units, and for each type with a concurrency limit, a number of tasks. A
+// claim ahead counts the slots of runs about to end as free and claims no
+// task of a limited type.
 type reservation struct {
 	units int
 	slots map[string]int
+	ahead bool
 }
 
 // reserve reserves the free budget, and the free slots of the limited
-// types, for one claim cycle. It returns nil when no budget is free or
-// claiming has stopped.
-func (p *pool) reserve(limited []*Definition) *reservation {
+// types, for one claim cycle; ahead, it reserves freeAhead instead. It
+// returns nil when no budget is free or claiming has stopped.
+func (p *pool) reserve(limited []*Definition, ahead bool) *reservation {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	free := p.budget - p.used - p.reserved
+	free := p.budget - p.used - p.reserved - p.waitCost
+	if ahead {
+		free = p.freeAheadLocked()
+	}
 	if !p.claiming || free <= 0 {
 		return nil
 	}
-	r := &reservation{units: free, slots: make(map[string]int, len(limited))}
+	r := &reservation{units: free, slots: make(map[string]int, len(limited)), ahead: ahead}
 	p.reserved += free
+	if ahead {
+		return r
+	}
 	for _, d := range limited {
 		if n := d.MaxConcurrency - p.byType[d.Type] - p.slots[d.Type]; n > 0 {
 			r.slots[d.Type] = n
@@ -153,7 +225,7 @@ func (p *pool) wait(ctx context.Context) bool {
 	done := make(chan struct{})
 	go func() {
 		p.mu.Lock()
-		for len(p.runs) > 0 && ctx.Err() == nil {
+		for (len(p.runs) > 0 || len(p.waiting) > 0) && ctx.Err() == nil {
 			p.idle.Wait()
 		}
 		p.mu.Unlock()
@@ -195,12 +267,26 @@ func (p *pool) stop() {
 	<-p.done
 }
 
-// run starts running a claimed task.
+// run starts running a claimed task, or queues it while the budget is
+// taken: a claim made ahead of the slots of short runs may return before
+// they end.
 func (p *pool) run(t *Task, d *Definition) {
 	cost := t.EffectiveCost
 	if cost == 0 {
 		cost = d.Cost
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.waiting) > 0 || p.used+int(cost) > p.budget {
+		p.waiting = append(p.waiting, waitingRun{task: t, def: d, cost: cost})
+		p.waitCost += int(cost)
+		return
+	}
+	p.startLocked(t, d, cost)
+}
+
+// startLocked starts running t. p.mu must be held.
+func (p *pool) startLocked(t *Task, d *Definition, cost Cost) {
 	timeout := d.Timeout
 	if !t.Recurring() && t.TimeoutOverride != "" {
 		if v, err := ParseDuration(t.TimeoutOverride); err == nil {
@@ -211,18 +297,17 @@ func (p *pool) run(t *Task, d *Definition) {
 	ctx, cancel := context.WithCancelCause(p.ctx)
 	r := &running{task: t, def: d, cost: cost, cancel: cancel, deadline: now.Add(timeout)}
 
-	p.mu.Lock()
 	p.used += int(cost)
 	p.byType[t.Type]++
 	p.runs[t.ID] = r
-	p.mu.Unlock()
 
 	p.runsWG.Add(1)
 	go func() {
 		defer p.runsWG.Done()
+		start := time.Now()
 		c, outcome, took := p.execute(ctx, r, timeout)
 		cancel(nil)
-		p.release(r)
+		p.release(r, time.Since(start))
 		// Counted once no longer running, so that metrics never show a
 		// finished run as running too.
 		p.m.stats.finished(t, outcome, took)
@@ -232,18 +317,60 @@ func (p *pool) run(t *Task, d *Definition) {
 	}()
 }
 
-func (p *pool) release(r *running) {
+// release frees the slot of a run that took d, and starts the tasks
+// waiting for slots that now fit.
+func (p *pool) release(r *running, d time.Duration) {
 	p.mu.Lock()
 	p.used -= int(r.cost)
 	p.byType[r.task.Type]--
 	delete(p.runs, r.task.ID)
-	if len(p.runs) == 0 {
+	p.took[r.task.Type] = ewma(p.took[r.task.Type], d)
+	for len(p.waiting) > 0 && p.used+int(p.waiting[0].cost) <= p.budget {
+		w := p.waiting[0]
+		p.waiting = p.waiting[1:]
+		p.waitCost -= int(w.cost)
+		p.startLocked(w.task, w.def, w.cost)
+	}
+	if len(p.runs) == 0 && len(p.waiting) == 0 {
 		p.idle.Broadcast()
 	}
 	p.mu.Unlock()
 	select {
 	case p.freed <- struct{}{}:
 	default:
+	}
+}
+
+// handBack gives back the tasks waiting for slots, as runs interrupted by
+// shutdown are: due again at once, the attempt not counted.
+func (p *pool) handBack() {
+	p.mu.Lock()
+	waiting := p.waiting
+	p.waiting, p.waitCost = nil, 0
+	if len(p.runs) == 0 {
+		p.idle.Broadcast()
+	}
+	p.mu.Unlock()
+	now := p.m.cfg.Now()
+	for _, w := range waiting {
+		p.outcomes.add(Completion{ID: w.task.ID, ClaimVersion: w.task.ClaimVersion, Now: now,
+			RunAt: now, Attempts: max(w.task.Attempts-1, 0)})
+	}
+}
+
+// dropWaiting removes a waiting task whose claim was lost.
+func (p *pool) dropWaiting(id string, claim int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, w := range p.waiting {
+		if w.task.ID == id && w.task.ClaimVersion == claim {
+			p.waiting = slices.Delete(p.waiting, i, i+1)
+			p.waitCost -= int(w.cost)
+			break
+		}
+	}
+	if len(p.runs) == 0 && len(p.waiting) == 0 {
+		p.idle.Broadcast()
 	}
 }
 

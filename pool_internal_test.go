@@ -1,0 +1,117 @@
+package deputy
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestPool_WaitingRuns runs a pool with a budget of two tiny tasks and
+// hands it five, as a claim ahead may: two run, three wait and start in
+// order as slots free, never more than two at once; one whose lease is
+// lost is dropped, and those still waiting at shutdown go back unrun with
+// their attempt not counted. The pool's store is never used here.
+func TestPool_WaitingRuns(t *testing.T) {
+	var (
+		cur, peak atomic.Int32
+		started   = make(chan string, 5)
+		finish    = make(chan struct{})
+	)
+	def := &Definition{Type: "job", Cost: CostTiny, Timeout: time.Minute, MaxAttempts: 3,
+		Run: func(ctx context.Context, r *Run) (Result, error) {
+			n := cur.Add(1)
+			for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+			}
+			started <- r.Task.ID
+			<-finish
+			cur.Add(-1)
+			return Result{}, nil
+		}}
+	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	m, err := New(struct{ Store }{}, Config{Capacity: 1, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := m.pool
+	p.ctx, p.cancelAll = context.WithCancelCause(context.Background())
+	p.claiming = true
+
+	ids := []string{"a", "b", "c", "d", "e"}
+	for i, id := range ids {
+		p.run(&Task{ID: id, Type: "job", Attempts: 1, ClaimVersion: int64(100 + i)}, def)
+	}
+	for _, want := range []string{"a", "b"} {
+		if got := next(t, started); got != want && got != otherOf(want) {
+			t.Fatalf("started %s, want a or b", got)
+		}
+	}
+	p.mu.Lock()
+	waiting, waitCost := len(p.waiting), p.waitCost
+	p.mu.Unlock()
+	if waiting != 3 || waitCost != 3 || p.free() != -3 {
+		t.Fatalf("waiting %d tasks of %d units, free %d; want 3, 3, -3", waiting, waitCost, p.free())
+	}
+
+	// A run ends: the first waiting task takes its slot.
+	finish <- struct{}{}
+	if got := next(t, started); got != "c" {
+		t.Fatalf("started %s after a slot freed, want c", got)
+	}
+
+	// d's lease was lost (renewals cover waiting tasks): only its claim
+	// drops it.
+	p.dropWaiting("d", 999)
+	p.dropWaiting("d", 103)
+	p.mu.Lock()
+	waiting, waitCost = len(p.waiting), p.waitCost
+	p.mu.Unlock()
+	if waiting != 1 || waitCost != 1 {
+		t.Fatalf("waiting %d tasks of %d units after d's lease was lost, want 1, 1", waiting, waitCost)
+	}
+
+	// Shutdown: e goes back, due at once, its attempt not counted.
+	p.handBack()
+	if p.free() != 0 {
+		t.Fatalf("free %d after hand-back, want 0 (two runs hold the budget)", p.free())
+	}
+	back := map[string]Completion{}
+	for _, c := range p.outcomes.take(100) {
+		back[c.ID] = c
+	}
+	if c, ok := back["e"]; !ok || c.Delete || !c.RunAt.Equal(now) || c.Attempts != 0 ||
+		c.ClaimVersion != 104 {
+		t.Fatalf("outcome of e: %+v, %v; want due now, attempts 0, its claim", c, ok)
+	}
+	if c, ok := back["d"]; ok {
+		t.Fatalf("outcome of d, whose lease was lost: %+v", c)
+	}
+	close(finish)
+	p.runsWG.Wait()
+	if got := peak.Load(); got != 2 {
+		t.Fatalf("%d runs at once, want 2", got)
+	}
+	select {
+	case id := <-started:
+		t.Fatalf("%s started after it was handed back", id)
+	default:
+	}
+}
+
+func next(t *testing.T, ch <-chan string) string {
+	t.Helper()
+	select {
+	case id := <-ch:
+		return id
+	case <-time.After(10 * time.Second):
+		t.Fatal("timed out waiting for a run to start")
+		return ""
+	}
+}
+
+func otherOf(id string) string {
+	if id == "a" {
+		return "b"
+	}
+	return "a"
+}
