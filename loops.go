@@ -12,12 +12,13 @@ import (
 // until it returns: a second claim fills them, once at least half the
 // budget is free, so that claims stay large enough to pay for their round
 // trip and commit. Each claim reserves the budget it may fill, so that
-// together they never exceed it.
+// together they never exceed it, except ahead of short runs (see
+// nextClaim), where they stay within twice the budget.
 //
-// The budget reserved by claims in flight bounds a backlog's burn-down at
-// budget / claim-cycle latency: with the default capacity (20 tiny tasks)
-// and a 1.3-1.5 ms cycle on PostgreSQL, about 13,000-15,000 tasks a second.
-// See BENCHMARKS.md, batch F.
+// A backlog's burn-down is bound by the budget the claims in flight
+// reserve per claim-cycle latency: with the default capacity (20 tiny
+// tasks), two claims ahead and a 1.3-1.6 ms cycle on PostgreSQL, by the
+// CPU of a 2-core machine first. See BENCHMARKS.md, batch H.
 const maxClaimsInFlight = 2
 
 // claimResult is the outcome of one claim cycle: how many tasks it
@@ -42,6 +43,14 @@ type claimCompleter interface {
 	// input, it is written again.
 	CompleteAndClaim(ctx context.Context, cs []Completion, p ClaimParams,
 	) ([]error, []*Task, error)
+}
+
+// serialWriter is implemented by stores that run one write at a time, as
+// the sqlite store does. A claim started while another is in flight then
+// only waits for it: none starts ahead of one in flight.
+type serialWriter interface {
+	// SerialWrites reports whether the store runs one write at a time.
+	SerialWrites() bool
 }
 
 // pollLoop claims due tasks whenever the poll interval passes, a wakeup
@@ -110,16 +119,14 @@ func (m *Manager) pollLoop(ctx context.Context) {
 			want = want || backlog || r.wrote > 0
 			resetTimer(timer, wait)
 		}
-		if want && m.mayClaim(inflight) {
-			wait := m.settleWait(inflight, settle)
-			// Runs that usually end long before a claim returns need not
-			// be waited for: a claim ahead counts their slots as free.
-			ahead := wait > 0 && 2*m.pool.freeAhead() >= m.pool.budget
-			if wait > 0 && !ahead {
+		if want {
+			switch wait, ahead, ok := m.nextClaim(inflight, settle, backlog); {
+			case !ok:
+			case wait > 0:
 				if settling == nil {
 					settling = time.After(wait)
 				}
-			} else {
+			default:
 				settling = nil
 				want = !m.startClaim(ctx, results, ahead)
 				if !want {
@@ -137,7 +144,33 @@ func (m *Manager) pollLoop(ctx context.Context) {
 // started to end, when they hold most of the budget.
 const settleWindow = 500 * time.Microsecond
 
-// settleWait returns how long a claim that may start should wait first.
+// nextClaim reports whether a claim may start while inflight others are in
+// flight, how long it should wait first, and whether it claims ahead.
+//
+// Runs that usually end long before a claim returns need not be waited
+// for: a claim ahead counts their slots as free. In a backlog of such
+// runs, a second claim starts ahead while the first is in flight, so that
+// the next batch is on its way while the first is run: the burn-down is
+// then bound by two claims per cycle, not one.
+func (m *Manager) nextClaim(inflight int, settle time.Time, backlog bool,
+) (wait time.Duration, ahead, ok bool) {
+	switch {
+	case inflight >= maxClaimsInFlight:
+		return 0, false, false
+	case inflight > 0:
+		if 2*m.pool.free() >= m.pool.budget {
+			return 0, false, true
+		}
+		return 0, true, backlog && !m.pool.serial && 2*m.pool.freeAhead() >= m.pool.budget
+	}
+	if wait = m.settleWait(settle); wait > 0 && 2*m.pool.freeAhead() >= m.pool.budget {
+		return 0, true, true
+	}
+	return wait, false, true
+}
+
+// settleWait returns how long a claim that may start while no other is in
+// flight should wait first.
 //
 // The runs a claim starts hold their slots, and short runs free them a few
 // microseconds later. A claim started at once would fill only the slots
@@ -147,24 +180,11 @@ const settleWindow = 500 * time.Microsecond
 // budget, the next claim waits for slots to free, until settle (shortly
 // after the last claim returned) at most. Longer runs delay it by no more
 // than settleWindow; a node that keeps up with its due tasks never waits.
-func (m *Manager) settleWait(inflight int, settle time.Time) time.Duration {
-	if inflight > 0 || m.pool.free() >= m.pool.budget {
+func (m *Manager) settleWait(settle time.Time) time.Duration {
+	if m.pool.free() >= m.pool.budget {
 		return 0
 	}
 	return max(time.Until(settle), 0)
-}
-
-// mayClaim reports whether a claim may start while inflight others are in
-// flight.
-func (m *Manager) mayClaim(inflight int) bool {
-	switch {
-	case inflight == 0:
-		return true
-	case inflight >= maxClaimsInFlight:
-		return false
-	default:
-		return 2*m.pool.free() >= m.pool.budget
-	}
 }
 
 // startClaim starts a claim cycle on the free budget, which it reserves,
@@ -263,25 +283,27 @@ func (m *Manager) claim(ctx context.Context, r *reservation) (res claimResult) {
 	if r.ahead {
 		limited = nil
 	}
+	var claimed []*Task
 	for _, d := range limited {
 		slots := r.slots[d.Type]
-		n, cost, more, err := m.claimTypes(ctx, &cs, []string{d.Type},
+		tasks, cost, more, err := m.claimTypes(ctx, &cs, []string{d.Type},
 			min(units, slots*int(d.Cost)), slots)
-		res.n, units, res.more = res.n+n, units-cost, res.more || more
+		claimed, units, res.more = append(claimed, tasks...), units-cost, res.more || more
 		if err != nil {
 			res.err = err
 			return res
 		}
 	}
 	if len(unlimited) > 0 {
-		n, _, more, err := m.claimTypes(ctx, &cs, unlimited, units, 0)
-		res.n, res.more = res.n+n, res.more || more
+		tasks, _, more, err := m.claimTypes(ctx, &cs, unlimited, units, 0)
+		claimed, res.more = append(claimed, tasks...), res.more || more
 		if err != nil {
 			res.err = err
 			return res
 		}
 	}
-	m.pool.claimed(time.Since(start))
+	res.n = len(claimed)
+	m.pool.claimed(time.Since(start), claimed)
 	total := res.n
 	result := "no_tasks_claimed"
 	if total > 0 {
@@ -296,22 +318,21 @@ func (m *Manager) claim(ctx context.Context, r *reservation) (res claimResult) {
 
 // claimTypes claims due tasks of types within budget cost units and, when
 // maxTasks is positive, that many tasks, and starts them. With outcomes in
-// *cs, it writes them in the same call and clears *cs. It returns how many
+// *cs, it writes them in the same call and clears *cs. It returns the
 // tasks it claimed, the cost units they take, and whether due tasks may be
 // left: the claim reached its task limit, or a task may not have fit in the
 // budget left. Otherwise the store had no more due tasks of those types.
 func (m *Manager) claimTypes(ctx context.Context, cs *[]Completion, types []string,
 	budget, maxTasks int,
-) (n, units int, more bool, err error) {
+) (tasks []*Task, units int, more bool, err error) {
 	if budget <= 0 {
-		return 0, 0, true, nil
+		return nil, 0, true, nil
 	}
 	p := ClaimParams{
 		Owner: m.cfg.NodeID, Now: m.cfg.Now(), Types: types, Budget: budget, MaxTasks: maxTasks,
 		Lease: m.cfg.Lease,
 	}
 	p.Heartbeat = m.beatDue(p.Now)
-	var tasks []*Task
 	if len(*cs) > 0 {
 		var errs []error
 		errs, tasks, err = m.pool.combine.CompleteAndClaim(ctx, *cs, p)
@@ -323,7 +344,7 @@ func (m *Manager) claimTypes(ctx context.Context, cs *[]Completion, types []stri
 		tasks, err = m.store.Claim(ctx, p)
 	}
 	if err != nil {
-		return 0, 0, false, err
+		return nil, 0, false, err
 	}
 	if p.Heartbeat {
 		m.beat(p.Now)
@@ -353,7 +374,7 @@ func (m *Manager) claimTypes(ctx context.Context, cs *[]Completion, types []stri
 	}
 	limit := cmp.Or(maxTasks, budget)
 	more = len(tasks) >= limit || budget-units < int(CostExtraLarge)
-	return len(tasks), units, more, nil
+	return tasks, units, more, nil
 }
 
 // claimBeatEvery is how old a node's last heartbeat may be before its next

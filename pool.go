@@ -19,6 +19,8 @@ type pool struct {
 	budget int
 	// combine is the store when it writes outcomes with claims, else nil.
 	combine claimCompleter
+	// serial is set when the store runs one write at a time.
+	serial bool
 
 	mu       sync.Mutex
 	used     int                 // cost units of running tasks, guarded by mu
@@ -39,6 +41,9 @@ type pool struct {
 	// now returns.
 	took      map[string]time.Duration
 	claimTook time.Duration
+	// shortClaims is set while the last claim that found tasks brought
+	// only runs that end soon.
+	shortClaims bool
 
 	ctx       context.Context // parent of run contexts
 	cancelAll func(error)
@@ -83,6 +88,9 @@ func newPool(m *Manager) *pool {
 	}
 	p.idle = sync.NewCond(&p.mu)
 	p.combine, _ = m.store.(claimCompleter)
+	if s, ok := m.store.(serialWriter); ok {
+		p.serial = s.SerialWrites()
+	}
 	return p
 }
 
@@ -118,7 +126,11 @@ func (p *pool) free() int {
 
 // freeAhead returns free, plus the cost units of runs that usually end
 // well before a claim returns: a claim started now finds their slots free.
-// Runs of types with a concurrency limit do not count.
+// Runs of types with a concurrency limit do not count. While the last
+// claim brought only such short runs, the budget reserved by claims in
+// flight counts too: their tasks will have run by the time a claim started
+// now returns. What claims ahead take never exceeds twice the budget, so
+// that at most one budget's worth waits for slots.
 func (p *pool) freeAhead() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -129,13 +141,17 @@ func (p *pool) freeAheadLocked() int {
 	if !p.claiming {
 		return 0
 	}
-	free := p.budget - p.used - p.reserved - p.waitCost
+	taken := p.used + p.reserved + p.waitCost
+	free := p.budget - taken
 	for _, r := range p.runs {
 		if r.def.MaxConcurrency == 0 && p.endsSoonLocked(r.task.Type) {
 			free += int(r.cost)
 		}
 	}
-	return free
+	if p.shortClaims {
+		free += p.reserved
+	}
+	return min(free, 2*p.budget-taken)
 }
 
 // endsSoonLocked reports whether runs of typ usually take under a quarter
@@ -145,11 +161,22 @@ func (p *pool) endsSoonLocked(typ string) bool {
 	return ok && p.claimTook > 0 && 4*d < p.claimTook
 }
 
-// claimed notes how long a claim cycle took.
-func (p *pool) claimed(d time.Duration) {
+// claimed notes how long a claim cycle took and, when it claimed tasks,
+// whether they all usually end soon.
+func (p *pool) claimed(d time.Duration, tasks []*Task) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.claimTook = ewma(p.claimTook, d)
-	p.mu.Unlock()
+	if len(tasks) == 0 {
+		return
+	}
+	p.shortClaims = true
+	for _, t := range tasks {
+		if !p.endsSoonLocked(t.Type) {
+			p.shortClaims = false
+			return
+		}
+	}
 }
 
 // ewma moves the average avg an eighth of the way to d; a first d sets it.

@@ -115,3 +115,74 @@ func otherOf(id string) string {
 	}
 	return "a"
 }
+
+// TestPool_ClaimAhead follows the budget accounting of a node burning down
+// a backlog: once its claims bring only runs much shorter than a claim, a
+// second claim starts ahead while the first is in flight, and never more
+// than two budgets are claimed before their runs start; on a store that
+// runs one write at a time, no claim starts ahead. Nothing runs here:
+// the runs are represented by the averages the pool keeps.
+func TestPool_ClaimAhead(t *testing.T) {
+	m, err := New(struct{ Store }{}, Config{Capacity: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := m.pool
+	p.claiming = true
+	p.took["short"] = 20 * time.Microsecond
+	p.took["long"] = time.Second
+	var settle time.Time // in the past: no claim waits for runs to end
+
+	first := p.reserve(nil, false)
+	if first == nil || first.units != 20 {
+		t.Fatalf("first claim reserved %+v, want 20 units", first)
+	}
+	// No claim has returned yet: how long its runs take is unknown.
+	if _, _, ok := m.nextClaim(1, settle, true); ok {
+		t.Fatal("a second claim may start before any claim brought short runs")
+	}
+
+	p.claimed(time.Millisecond, []*Task{{Type: "short"}, {Type: "short"}})
+	if got := p.freeAhead(); got != 20 {
+		t.Fatalf("free ahead %d with the budget reserved by a claim of short runs, want 20", got)
+	}
+	if _, _, ok := m.nextClaim(1, settle, false); ok {
+		t.Fatal("a second claim may start ahead without a backlog")
+	}
+	p.serial = true
+	if _, _, ok := m.nextClaim(1, settle, true); ok {
+		t.Fatal("a second claim may start ahead on a store that runs one write at a time")
+	}
+	p.serial = false
+	wait, ahead, ok := m.nextClaim(1, settle, true)
+	if !ok || !ahead || wait != 0 {
+		t.Fatalf("second claim in a backlog: wait %v, ahead %v, may start %v; want 0, true, true",
+			wait, ahead, ok)
+	}
+	second := p.reserve(nil, true)
+	if second == nil || second.units != 20 {
+		t.Fatalf("second claim reserved %+v, want 20 units", second)
+	}
+	if got := p.freeAhead(); got != 0 {
+		t.Fatalf("free ahead %d with two budgets reserved, want 0", got)
+	}
+	if _, _, ok := m.nextClaim(2, settle, true); ok {
+		t.Fatal("a third claim may start")
+	}
+
+	// The first claim returns with a long run among its tasks: the claim
+	// still in flight no longer counts as about to free its budget.
+	p.claimed(time.Millisecond, []*Task{{Type: "short"}, {Type: "long"}})
+	p.unreserve(first)
+	if got := p.freeAhead(); got != 0 {
+		t.Fatalf("free ahead %d after a claim brought a long run, want 0", got)
+	}
+	if _, _, ok := m.nextClaim(1, settle, true); ok {
+		t.Fatal("a claim may start ahead of a claim that may bring long runs")
+	}
+	p.unreserve(second)
+	if wait, ahead, ok := m.nextClaim(0, settle, true); !ok || ahead || wait != 0 {
+		t.Fatalf("claim on a free budget: wait %v, ahead %v, may start %v; want 0, false, true",
+			wait, ahead, ok)
+	}
+}

@@ -158,6 +158,11 @@ var writerParams = url.Values{
 // readerParams keep readers from writing.
 var readerParams = url.Values{"_query_only": {"1"}}
 
+// SerialWrites reports that the database runs one write at a time: a
+// manager on it keeps no second claim in flight ahead of the first, which
+// would only wait for it.
+func (db *DB) SerialWrites() bool { return true }
+
 // Close closes the database. It is idempotent.
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {

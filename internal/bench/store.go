@@ -144,6 +144,8 @@ type countingStore struct {
 	claims, completes *callStats
 	// combined counts the calls that wrote outcomes and claimed.
 	combined *callStats
+	// serial is what the store's SerialWrites reports, false without one.
+	serial bool
 
 	mu        sync.Mutex
 	completed int64         // guarded by mu
@@ -192,6 +194,9 @@ func (c combiner) CompleteAndClaim(ctx context.Context, cs []deputy.Completion,
 func wrapStore(s deputy.Store) (*countingStore, deputy.Store) {
 	c := &countingStore{Store: s, changed: make(chan struct{}),
 		claims: newCallStats(), completes: newCallStats(), combined: newCallStats()}
+	if sw, ok := s.(interface{ SerialWrites() bool }); ok {
+		c.serial = sw.SerialWrites()
+	}
 	n, notifies := s.(deputy.Notifier)
 	cc, combines := s.(claimCompleter)
 	switch {
@@ -214,6 +219,10 @@ func wrapStore(s deputy.Store) (*countingStore, deputy.Store) {
 	}
 	return c, c
 }
+
+// SerialWrites reports whether the store runs one write at a time, as the
+// store's own method does: deputy claims differently when it does.
+func (s *countingStore) SerialWrites() bool { return s.serial }
 
 // Complete implements [deputy.Store], counting the outcomes written.
 func (s *countingStore) Complete(ctx context.Context, cs []deputy.Completion,
