@@ -129,8 +129,8 @@ func (p *pool) free() int {
 // Runs of types with a concurrency limit do not count. While the last
 // claim brought only such short runs, the budget reserved by claims in
 // flight counts too: their tasks will have run by the time a claim started
-// now returns. What claims ahead take never exceeds twice the budget, so
-// that at most one budget's worth waits for slots.
+// now returns. What claims ahead take never exceeds maxClaimsInFlight
+// budgets, so that at most that less one budget's worth waits for slots.
 func (p *pool) freeAhead() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -151,7 +151,7 @@ func (p *pool) freeAheadLocked() int {
 	if p.shortClaims {
 		free += p.reserved
 	}
-	return min(free, 2*p.budget-taken)
+	return min(free, maxClaimsInFlight*p.budget-taken)
 }
 
 // endsSoonLocked reports whether runs of typ usually take under a quarter

@@ -117,11 +117,11 @@ func otherOf(id string) string {
 }
 
 // TestPool_ClaimAhead follows the budget accounting of a node burning down
-// a backlog: once its claims bring only runs much shorter than a claim, a
-// second claim starts ahead while the first is in flight, and never more
-// than two budgets are claimed before their runs start; on a store that
-// runs one write at a time, no claim starts ahead. Nothing runs here:
-// the runs are represented by the averages the pool keeps.
+// a backlog: once its claims bring only runs much shorter than a claim,
+// more claims start ahead while the first is in flight, and never more
+// than maxClaimsInFlight budgets are claimed before their runs start; on a
+// store that runs one write at a time, no claim starts ahead. Nothing runs
+// here: the runs are represented by the averages the pool keeps.
 func TestPool_ClaimAhead(t *testing.T) {
 	m, err := New(struct{ Store }{}, Config{Capacity: 10})
 	if err != nil {
@@ -154,33 +154,39 @@ func TestPool_ClaimAhead(t *testing.T) {
 		t.Fatal("a second claim may start ahead on a store that runs one write at a time")
 	}
 	p.serial = false
-	wait, ahead, ok := m.nextClaim(1, settle, true)
-	if !ok || !ahead || wait != 0 {
-		t.Fatalf("second claim in a backlog: wait %v, ahead %v, may start %v; want 0, true, true",
-			wait, ahead, ok)
-	}
-	second := p.reserve(nil, true)
-	if second == nil || second.units != 20 {
-		t.Fatalf("second claim reserved %+v, want 20 units", second)
+	ahead := []*reservation{first}
+	for len(ahead) < maxClaimsInFlight {
+		wait, isAhead, ok := m.nextClaim(len(ahead), settle, true)
+		if !ok || !isAhead || wait != 0 {
+			t.Fatalf("claim %d in a backlog: wait %v, ahead %v, may start %v; want 0, true, true",
+				len(ahead)+1, wait, isAhead, ok)
+		}
+		r := p.reserve(nil, true)
+		if r == nil || r.units != 20 {
+			t.Fatalf("claim %d reserved %+v, want 20 units", len(ahead)+1, r)
+		}
+		ahead = append(ahead, r)
 	}
 	if got := p.freeAhead(); got != 0 {
-		t.Fatalf("free ahead %d with two budgets reserved, want 0", got)
+		t.Fatalf("free ahead %d with %d budgets reserved, want 0", got, maxClaimsInFlight)
 	}
-	if _, _, ok := m.nextClaim(2, settle, true); ok {
-		t.Fatal("a third claim may start")
+	if _, _, ok := m.nextClaim(maxClaimsInFlight, settle, true); ok {
+		t.Fatal("more than maxClaimsInFlight claims may start")
 	}
 
-	// The first claim returns with a long run among its tasks: the claim
-	// still in flight no longer counts as about to free its budget.
+	// The first claim returns with a long run among its tasks: the claims
+	// still in flight no longer count as about to free their budget.
 	p.claimed(time.Millisecond, []*Task{{Type: "short"}, {Type: "long"}})
-	p.unreserve(first)
-	if got := p.freeAhead(); got != 0 {
-		t.Fatalf("free ahead %d after a claim brought a long run, want 0", got)
+	p.unreserve(ahead[0])
+	if got := p.freeAhead(); got > 0 {
+		t.Fatalf("free ahead %d after a claim brought a long run, want none", got)
 	}
-	if _, _, ok := m.nextClaim(1, settle, true); ok {
-		t.Fatal("a claim may start ahead of a claim that may bring long runs")
+	if _, _, ok := m.nextClaim(len(ahead)-1, settle, true); ok {
+		t.Fatal("a claim may start ahead of claims that may bring long runs")
 	}
-	p.unreserve(second)
+	for _, r := range ahead[1:] {
+		p.unreserve(r)
+	}
 	if wait, ahead, ok := m.nextClaim(0, settle, true); !ok || ahead || wait != 0 {
 		t.Fatalf("claim on a free budget: wait %v, ahead %v, may start %v; want 0, false, true",
 			wait, ahead, ok)
