@@ -13,15 +13,8 @@ import (
 // budget is free, so that claims stay large enough to pay for their round
 // trip and commit. Each claim reserves the budget it may fill, so that
 // together they never exceed it, except ahead of short runs (see
-// nextClaim), where they stay within maxClaimsInFlight budgets.
-//
-// A backlog's burn-down is bound by the budget the claims in flight
-// reserve per claim-cycle latency. With the default capacity (20 tiny
-// tasks) on PostgreSQL, a cycle takes 1.2-1.6 ms alone and about 2 ms
-// with three others in flight; two claims in flight burned down 15,000-
-// 20,000 tasks a second, four 21,000-24,000, when the CPU of a 2-core
-// machine ran out. See BENCHMARKS.md, batch H.
-const maxClaimsInFlight = 4
+// nextClaim and pool.freeAhead).
+const maxClaimsInFlight = 2
 
 // claimResult is the outcome of one claim cycle: how many tasks it
 // claimed, whether due tasks may be left (it filled its budget or task
@@ -151,9 +144,12 @@ const settleWindow = 500 * time.Microsecond
 //
 // Runs that usually end long before a claim returns need not be waited
 // for: a claim ahead counts their slots as free. In a backlog of such
-// runs, further claims start ahead while the first is in flight, so that
-// the next batches are on their way while the first is run: the burn-down
-// is then bound by maxClaimsInFlight claims per cycle, not one.
+// runs, a second claim starts ahead while the first is in flight, and
+// claims ahead may take several budgets' worth of tasks, so that the next
+// batches are on their way while one is run. A backlog's burn-down is
+// otherwise bound by the budget per claim cycle: with the default
+// capacity (20 tiny tasks) and a 1.2-1.6 ms cycle on PostgreSQL, 13,000-
+// 16,000 tasks a second. See BENCHMARKS.md, batch H.
 func (m *Manager) nextClaim(inflight int, settle time.Time, backlog bool,
 ) (wait time.Duration, ahead, ok bool) {
 	switch {

@@ -117,11 +117,13 @@ func otherOf(id string) string {
 }
 
 // TestPool_ClaimAhead follows the budget accounting of a node burning down
-// a backlog: once its claims bring only runs much shorter than a claim,
-// more claims start ahead while the first is in flight, and never more
-// than maxClaimsInFlight budgets are claimed before their runs start; on a
-// store that runs one write at a time, no claim starts ahead. Nothing runs
-// here: the runs are represented by the averages the pool keeps.
+// a backlog: once its claims bring only runs much shorter than a claim, a
+// second claim starts ahead while the first is in flight and may take
+// several budgets, and what is claimed and not started never exceeds
+// aheadBudgets budgets; a long run, or a claim that brought one, ends
+// claims ahead, and on a store that runs one write at a time none starts
+// beside another. Nothing runs here: the runs are represented by the
+// averages and counts the pool keeps.
 func TestPool_ClaimAhead(t *testing.T) {
 	m, err := New(struct{ Store }{}, Config{Capacity: 10})
 	if err != nil {
@@ -132,10 +134,11 @@ func TestPool_ClaimAhead(t *testing.T) {
 	p.took["short"] = 20 * time.Microsecond
 	p.took["long"] = time.Second
 	var settle time.Time // in the past: no claim waits for runs to end
+	const budget = 20
 
 	first := p.reserve(nil, false)
-	if first == nil || first.units != 20 {
-		t.Fatalf("first claim reserved %+v, want 20 units", first)
+	if first == nil || first.units != budget {
+		t.Fatalf("first claim reserved %+v, want %d units", first, budget)
 	}
 	// No claim has returned yet: how long its runs take is unknown.
 	if _, _, ok := m.nextClaim(1, settle, true); ok {
@@ -143,8 +146,8 @@ func TestPool_ClaimAhead(t *testing.T) {
 	}
 
 	p.claimed(time.Millisecond, []*Task{{Type: "short"}, {Type: "short"}})
-	if got := p.freeAhead(); got != 20 {
-		t.Fatalf("free ahead %d with the budget reserved by a claim of short runs, want 20", got)
+	if got, want := p.freeAhead(), aheadBudgets/2*budget; got != want {
+		t.Fatalf("free ahead %d after a claim of short runs, want %d", got, want)
 	}
 	if _, _, ok := m.nextClaim(1, settle, false); ok {
 		t.Fatal("a second claim may start ahead without a backlog")
@@ -154,39 +157,55 @@ func TestPool_ClaimAhead(t *testing.T) {
 		t.Fatal("a second claim may start ahead on a store that runs one write at a time")
 	}
 	p.serial = false
-	ahead := []*reservation{first}
-	for len(ahead) < maxClaimsInFlight {
-		wait, isAhead, ok := m.nextClaim(len(ahead), settle, true)
-		if !ok || !isAhead || wait != 0 {
-			t.Fatalf("claim %d in a backlog: wait %v, ahead %v, may start %v; want 0, true, true",
-				len(ahead)+1, wait, isAhead, ok)
-		}
-		r := p.reserve(nil, true)
-		if r == nil || r.units != 20 {
-			t.Fatalf("claim %d reserved %+v, want 20 units", len(ahead)+1, r)
-		}
-		ahead = append(ahead, r)
+	wait, ahead, ok := m.nextClaim(1, settle, true)
+	if !ok || !ahead || wait != 0 {
+		t.Fatalf("second claim in a backlog: wait %v, ahead %v, may start %v; want 0, true, true",
+			wait, ahead, ok)
 	}
-	if got := p.freeAhead(); got != 0 {
-		t.Fatalf("free ahead %d with %d budgets reserved, want 0", got, maxClaimsInFlight)
+	second := p.reserve(nil, true)
+	if second == nil || second.units != aheadBudgets/2*budget {
+		t.Fatalf("second claim reserved %+v, want %d units", second, aheadBudgets/2*budget)
 	}
 	if _, _, ok := m.nextClaim(maxClaimsInFlight, settle, true); ok {
 		t.Fatal("more than maxClaimsInFlight claims may start")
 	}
 
-	// The first claim returns with a long run among its tasks: the claims
-	// still in flight no longer count as about to free their budget.
+	// The first claim returns; its tasks and more wait for slots. What is
+	// claimed and not started stays within aheadBudgets budgets.
+	p.unreserve(first)
+	p.waitCost = 3 * budget
+	third := p.reserve(nil, true)
+	if third == nil || p.reserved+p.waitCost != aheadBudgets*budget {
+		t.Fatalf("third claim reserved %+v with %d units reserved and %d waiting; want %d in all",
+			third, p.reserved, p.waitCost, aheadBudgets*budget)
+	}
+	if got := p.freeAhead(); got != 0 {
+		t.Fatalf("free ahead %d with %d budgets claimed and not started, want 0", got, aheadBudgets)
+	}
+	p.unreserve(second)
+	p.unreserve(third)
+	p.waitCost = 0
+
+	// A long run holds a slot: claims ahead stop taking more than the budget.
+	p.runs["slow"] = &running{task: &Task{ID: "slow", Type: "long"}, def: &Definition{}, cost: CostTiny}
+	p.used++
+	if got := p.freeAhead(); got != budget-1 {
+		t.Fatalf("free ahead %d with a long run, want %d", got, budget-1)
+	}
+	delete(p.runs, "slow")
+	p.used--
+
+	// A claim brings a long run: claims in flight may too.
 	p.claimed(time.Millisecond, []*Task{{Type: "short"}, {Type: "long"}})
-	p.unreserve(ahead[0])
+	inFlight := p.reserve(nil, false)
 	if got := p.freeAhead(); got > 0 {
-		t.Fatalf("free ahead %d after a claim brought a long run, want none", got)
+		t.Fatalf("free ahead %d with the budget reserved after a claim brought a long run, want none",
+			got)
 	}
-	if _, _, ok := m.nextClaim(len(ahead)-1, settle, true); ok {
-		t.Fatal("a claim may start ahead of claims that may bring long runs")
+	if _, _, ok := m.nextClaim(1, settle, true); ok {
+		t.Fatal("a claim may start ahead of one that may bring long runs")
 	}
-	for _, r := range ahead[1:] {
-		p.unreserve(r)
-	}
+	p.unreserve(inFlight)
 	if wait, ahead, ok := m.nextClaim(0, settle, true); !ok || ahead || wait != 0 {
 		t.Fatalf("claim on a free budget: wait %v, ahead %v, may start %v; want 0, false, true",
 			wait, ahead, ok)
