@@ -46,6 +46,12 @@ type Config struct {
 
 	// Capacity is how many normal-cost tasks the node runs at once; its
 	// cost budget is twice that. Defaults to 10.
+	//
+	// While a backlog of runs much shorter than a claim keeps it busy, a
+	// node claims ahead: it may hold up to eight budgets of tasks claimed
+	// (status running in the store, their leases renewed) that wait for a
+	// slot, so that the next batch is at hand as slots free. They still run
+	// within the budget.
 	Capacity int
 
 	// MaxAttempts bounds the attempts of one-off tasks whose definition sets
