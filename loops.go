@@ -89,6 +89,9 @@ func (m *Manager) pollLoop(ctx context.Context) {
 		case <-m.stopPoll:
 			return
 		case <-timer.C:
+			// Runs that turned long leave tasks claimed ahead waiting, and
+			// no run may end to hand them back.
+			m.pool.handBackStale(m.cfg.Now())
 			want = true
 		case <-m.wakeup:
 			want = true

@@ -56,12 +56,19 @@ type pool struct {
 	runsWG    sync.WaitGroup
 }
 
-// waitingRun is a claimed task waiting for a slot.
+// waitingRun is a claimed task waiting for a slot since queued.
 type waitingRun struct {
-	task *Task
-	def  *Definition
-	cost Cost
+	task   *Task
+	def    *Definition
+	cost   Cost
+	queued time.Time
 }
+
+// maxWait is how long a task claimed ahead may wait for a slot. Short runs
+// free slots within milliseconds; a task that waits longer, because runs
+// turned long, is handed back for any node to claim rather than held here
+// while it could run elsewhere or be removed.
+const maxWait = 100 * time.Millisecond
 
 // running is one run in progress.
 type running struct {
@@ -315,7 +322,7 @@ func (p *pool) run(t *Task, d *Definition) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.waiting) > 0 || p.used+int(cost) > p.budget {
-		p.waiting = append(p.waiting, waitingRun{task: t, def: d, cost: cost})
+		p.waiting = append(p.waiting, waitingRun{task: t, def: d, cost: cost, queued: p.m.cfg.Now()})
 		p.waitCost += int(cost)
 		return
 	}
@@ -355,13 +362,14 @@ func (p *pool) startLocked(t *Task, d *Definition, cost Cost) {
 }
 
 // release frees the slot of a run that took d, and starts the tasks
-// waiting for slots that now fit.
+// waiting for slots that now fit; those that waited too long go back.
 func (p *pool) release(r *running, d time.Duration) {
 	p.mu.Lock()
 	p.used -= int(r.cost)
 	p.byType[r.task.Type]--
 	delete(p.runs, r.task.ID)
 	p.took[r.task.Type] = ewma(p.took[r.task.Type], d)
+	stale := p.staleLocked(p.m.cfg.Now())
 	for len(p.waiting) > 0 && p.used+int(p.waiting[0].cost) <= p.budget {
 		w := p.waiting[0]
 		p.waiting = p.waiting[1:]
@@ -372,10 +380,42 @@ func (p *pool) release(r *running, d time.Duration) {
 		p.idle.Broadcast()
 	}
 	p.mu.Unlock()
+	p.giveBack(stale)
 	select {
 	case p.freed <- struct{}{}:
 	default:
 	}
+}
+
+// handBackStale gives back the tasks that have waited for a slot longer
+// than maxWait at now.
+func (p *pool) handBackStale(now time.Time) {
+	p.mu.Lock()
+	stale := p.staleLocked(now)
+	if len(p.runs) == 0 && len(p.waiting) == 0 {
+		p.idle.Broadcast()
+	}
+	p.mu.Unlock()
+	p.giveBack(stale)
+}
+
+// staleLocked removes from the queue and returns the tasks that have waited
+// longer than maxWait at now. p.mu must be held.
+func (p *pool) staleLocked(now time.Time) []waitingRun {
+	// The queue is in claim order, so the oldest come first.
+	n := 0
+	for n < len(p.waiting) && now.Sub(p.waiting[n].queued) > maxWait {
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	stale := slices.Clone(p.waiting[:n])
+	p.waiting = p.waiting[n:]
+	for _, w := range stale {
+		p.waitCost -= int(w.cost)
+	}
+	return stale
 }
 
 // handBack gives back the tasks waiting for slots, as runs interrupted by
@@ -388,11 +428,23 @@ func (p *pool) handBack() {
 		p.idle.Broadcast()
 	}
 	p.mu.Unlock()
-	now := p.m.cfg.Now()
-	for _, w := range waiting {
-		p.outcomes.add(Completion{ID: w.task.ID, ClaimVersion: w.task.ClaimVersion, Now: now,
-			RunAt: now, Attempts: max(w.task.Attempts-1, 0)})
+	p.giveBack(waiting)
+}
+
+// giveBack writes tasks that did not run back as due at once, their
+// attempt not counted. The writes are conditional on the claim: a task
+// removed or taken meanwhile stays as it is.
+func (p *pool) giveBack(ws []waitingRun) {
+	if len(ws) == 0 {
+		return
 	}
+	now := p.m.cfg.Now()
+	cs := make([]Completion, len(ws))
+	for i, w := range ws {
+		cs[i] = Completion{ID: w.task.ID, ClaimVersion: w.task.ClaimVersion, Now: now,
+			RunAt: now, Attempts: max(w.task.Attempts-1, 0)}
+	}
+	p.outcomes.add(cs...)
 }
 
 // dropWaiting removes a waiting task whose claim was lost.

@@ -2,6 +2,7 @@ package deputy
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -209,5 +210,108 @@ func TestPool_ClaimAhead(t *testing.T) {
 	if wait, ahead, ok := m.nextClaim(0, settle, true); !ok || ahead || wait != 0 {
 		t.Fatalf("claim on a free budget: wait %v, ahead %v, may start %v; want 0, false, true",
 			wait, ahead, ok)
+	}
+}
+
+// TestPool_StaleWaitingGoBack hands a pool with a budget of two tiny
+// tasks more than it can run while its runs last: the tasks that wait for
+// a slot longer than maxWait go back as due at once, their attempt not
+// counted, when the claim loop's timer or the end of a run finds them, and
+// never run here.
+func TestPool_StaleWaitingGoBack(t *testing.T) {
+	var (
+		started = make(chan string, 5)
+		finish  = make(chan struct{})
+		mu      sync.Mutex
+		now     = time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	)
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	advance := func(d time.Duration) {
+		mu.Lock()
+		now = now.Add(d)
+		mu.Unlock()
+	}
+	def := &Definition{Type: "job", Cost: CostTiny, Timeout: time.Minute, MaxAttempts: 3,
+		Run: func(ctx context.Context, r *Run) (Result, error) {
+			started <- r.Task.ID
+			<-finish
+			return Result{}, nil
+		}}
+	m, err := New(struct{ Store }{}, Config{Capacity: 1, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := m.pool
+	p.ctx, p.cancelAll = context.WithCancelCause(context.Background())
+	p.claiming = true
+
+	for i, id := range []string{"a", "b", "c", "d"} {
+		p.run(&Task{ID: id, Type: "job", Attempts: 2, ClaimVersion: int64(100 + i)}, def)
+	}
+	next(t, started)
+	next(t, started)
+
+	advance(maxWait)
+	p.handBackStale(clock())
+	if got := len(p.outcomes.take(100)); got != 0 {
+		t.Fatalf("%d tasks handed back after waiting maxWait, want none", got)
+	}
+	advance(time.Millisecond)
+	p.handBackStale(clock())
+	back := p.outcomes.take(100)
+	if len(back) != 2 || back[0].ID != "c" || back[1].ID != "d" {
+		t.Fatalf("handed back %+v, want c and d", back)
+	}
+	for _, c := range back {
+		if c.Delete || !c.RunAt.Equal(clock()) || c.Attempts != 1 || c.ClaimVersion < 102 {
+			t.Fatalf("outcome of %s: %+v; want due now, attempts 1, its claim", c.ID, c)
+		}
+	}
+	if p.free() != 0 {
+		t.Fatalf("free %d with two runs and nothing waiting, want 0", p.free())
+	}
+
+	// e waits too long, then a run ends: e goes back instead of starting.
+	p.run(&Task{ID: "e", Type: "job", Attempts: 1, ClaimVersion: 104}, def)
+	advance(maxWait + time.Millisecond)
+	// Drain the signals of earlier outcomes, then wait for the two this
+	// run's end brings: its own and e's.
+	select {
+	case <-p.outcomes.ready:
+	default:
+	}
+	finish <- struct{}{}
+	got := map[string]Completion{}
+	for len(got) < 2 {
+		select {
+		case <-p.outcomes.ready:
+		case id := <-started:
+			t.Fatalf("%s started after waiting longer than maxWait", id)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("timed out waiting for outcomes, have %+v", got)
+		}
+		for _, c := range p.outcomes.take(100) {
+			got[c.ID] = c
+		}
+	}
+	if c, ok := got["e"]; !ok || c.Delete || c.Attempts != 0 || len(got) != 2 {
+		t.Fatalf("outcomes %+v; want a finished run's and e handed back with attempts 0", got)
+	}
+	p.mu.Lock()
+	waiting := len(p.waiting)
+	p.mu.Unlock()
+	if waiting != 0 {
+		t.Fatalf("%d tasks still waiting, want 0", waiting)
+	}
+	close(finish)
+	p.runsWG.Wait()
+	select {
+	case id := <-started:
+		t.Fatalf("%s started after it was handed back", id)
+	default:
 	}
 }
