@@ -51,7 +51,8 @@ type Config struct {
 	// node claims ahead: it may hold up to eight budgets of tasks claimed
 	// (status running in the store, their leases renewed) that wait for a
 	// slot, so that the next batch is at hand as slots free. They still run
-	// within the budget.
+	// within the budget, and go back to the store, due at once, if runs turn
+	// long and they wait for a slot over 100 ms.
 	Capacity int
 
 	// MaxAttempts bounds the attempts of one-off tasks whose definition sets
