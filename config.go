@@ -22,6 +22,11 @@ const (
 	DefaultUnusedKeyGrace     = 10 * time.Minute
 )
 
+// MaxCapacity bounds Config.Capacity: a million tasks at once is far past
+// what one node can run, and the pool's arithmetic on its budget must not
+// overflow.
+const MaxCapacity = 1_000_000
+
 // Cipher encrypts secrets at rest. The keyring package implements it with
 // AES-256-GCM.
 type Cipher interface {
@@ -156,8 +161,8 @@ func (c Config) validate() error {
 	switch {
 	case c.PollInterval < 10*time.Millisecond:
 		return fmt.Errorf("config: poll_interval %s is below 10ms", c.PollInterval)
-	case c.Capacity < 1:
-		return fmt.Errorf("config: capacity %d must be at least 1", c.Capacity)
+	case c.Capacity < 1 || c.Capacity > MaxCapacity:
+		return fmt.Errorf("config: capacity %d must be between 1 and %d", c.Capacity, MaxCapacity)
 	case c.MaxAttempts < 1:
 		return fmt.Errorf("config: max_attempts %d must be at least 1", c.MaxAttempts)
 	case c.Lease < time.Second:

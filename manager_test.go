@@ -514,6 +514,15 @@ func TestConfig_Validate(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "node_ttl 5s must exceed heartbeat_interval 10s") {
 		t.Fatalf("node_ttl below heartbeat_interval: %v", err)
 	}
+	for _, c := range []int{-1, deputy.MaxCapacity + 1, 1 << 62} {
+		err := deputy.Config{Capacity: c}.Validate()
+		if err == nil || !strings.Contains(err.Error(), "capacity") {
+			t.Fatalf("capacity %d: %v", c, err)
+		}
+	}
+	if err := (deputy.Config{Capacity: deputy.MaxCapacity}).Validate(); err != nil {
+		t.Fatalf("capacity %d: %v", deputy.MaxCapacity, err)
+	}
 	if _, nerr := deputy.New(openStore(t), deputy.Config{HeartbeatInterval: 10 * time.Second,
 		NodeTTL: 5 * time.Second}); nerr == nil {
 		t.Fatal("New accepted what Validate refuses")
