@@ -161,6 +161,10 @@ func (c Config) validate() error {
 	switch {
 	case c.PollInterval < 10*time.Millisecond:
 		return fmt.Errorf("config: poll_interval %s is below 10ms", c.PollInterval)
+	// TODO(deputy): a due task whose cost exceeds the budget (an extra-large
+	// task on a node of capacity below 5, Kibana's minimum) stops the
+	// node's claims at it for good, since a claim stops at the first task
+	// that does not fit; such tasks should be skipped or refused.
 	case c.Capacity < 1 || c.Capacity > MaxCapacity:
 		return fmt.Errorf("config: capacity %d must be between 1 and %d", c.Capacity, MaxCapacity)
 	case c.MaxAttempts < 1:
