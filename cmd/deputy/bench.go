@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -14,6 +15,8 @@ import (
 	"github.com/deputyhq/deputy/internal/bench"
 )
 
+// newBenchCmd returns "deputy bench", which runs [bench.Run] and prints its
+// result as one JSON line.
 func newBenchCmd(e *env) *cobra.Command {
 	var (
 		cfg        bench.Config
@@ -30,16 +33,19 @@ flags override it, running no-op tasks.
                    start until the last completion is written (tasks/s).
   --mode steady    schedules one task per call at --rate for --duration while
                    the node runs them, and reports the achieved rate and the
-                   time from scheduling to the start of each run.
+                   time from scheduling to the start of each run. Scheduling
+                   stops at --duration even when it fell behind --rate.
 
 The store is a new SQLite file (WAL mode) in a temporary directory or in
 --data, or, with --store postgres, a new schema (deputy_bench_<random>, or
---schema, which must be empty) in --database-url. Either is removed at the
-end. Progress goes to stderr each second; one JSON line with every figure and
-setting goes to stdout at the end.`,
+--schema, which must not exist) in the database of --database-url or, without
+it, of $DATABASE_URL. Either is removed at the end, also when the run fails or
+is interrupted. Progress goes to stderr each second; one JSON line with every
+figure and setting goes to stdout at the end, and none when the run fails or
+is interrupted. Invalid settings exit 2.`,
 		Example: `  deputy bench --mode burndown -n 50000
-  deputy bench --store postgres --database-url postgres://localhost/bench -n 100000
-  deputy bench --store postgres --database-url $URL --mode steady --rate 500 --duration 30s`,
+  DATABASE_URL=postgres://localhost/bench deputy bench --store postgres -n 100000
+  deputy bench --store postgres --mode steady --rate 500 --duration 30s`,
 		Args: args(cobra.NoArgs),
 	}
 	f := cmd.Flags()
@@ -57,9 +63,10 @@ setting goes to stdout at the end.`,
 		"steady mode: goroutines calling Schedule")
 	f.IntVar(&cfg.Capacity, "capacity", 0, "node capacity (0: the default)")
 	f.DurationVar(&cfg.PollInterval, "poll-interval", 0, "node poll interval (0: the default)")
-	f.StringVar(&cfg.DatabaseURL, "database-url", "", "PostgreSQL URL for --store postgres")
-	f.StringVar(&cfg.Schema, "schema", "",
-		"PostgreSQL schema to create and drop (default deputy_bench_<random>)")
+	f.StringVar(&cfg.DatabaseURL, "database-url", "", "PostgreSQL URL for --store postgres "+
+		"(default $DATABASE_URL; prefer it: flags are visible to other users)")
+	f.StringVar(&cfg.Schema, "schema", "", "PostgreSQL schema to create and drop, "+
+		"which must not exist (default deputy_bench_<random>)")
 	f.StringVar(&cfg.DataDir, "data", "", "directory for the SQLite file (default a temporary one)")
 	f.StringVar(&logLevel, "log-level", "", "node log level on stderr: debug, info, warn or error")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
@@ -72,13 +79,11 @@ setting goes to stdout at the end.`,
 			cfg.Logger = slog.New(slog.NewTextHandler(e.stderr,
 				&slog.HandlerOptions{Level: level}))
 		}
-		switch {
-		case cfg.Mode != bench.ModeBurndown && cfg.Mode != bench.ModeSteady:
-			return usagef("--mode %q: want burndown or steady", cfg.Mode)
-		case cfg.Store != bench.StoreSQLite && cfg.Store != bench.StorePostgres:
-			return usagef("--store %q: want sqlite or postgres", cfg.Store)
-		case cfg.Store == bench.StorePostgres && cfg.DatabaseURL == "":
-			return usagef("--store postgres needs --database-url")
+		if cfg.DatabaseURL == "" && cfg.Store == bench.StorePostgres {
+			cfg.DatabaseURL, _ = e.lookupEnv("DATABASE_URL")
+		}
+		if err := checkBenchFlags(cfg); err != nil {
+			return err
 		}
 		cfg.Progress = e.stderr
 		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -91,6 +96,9 @@ setting goes to stdout at the end.`,
 			defer stopProfile()
 		}
 		res, err := bench.Run(ctx, cfg)
+		if _, ok := errors.AsType[*bench.ConfigError](err); ok {
+			return usageError{err}
+		}
 		if err != nil {
 			return err
 		}
@@ -102,6 +110,31 @@ setting goes to stdout at the end.`,
 		return err
 	}
 	return cmd
+}
+
+// checkBenchFlags refuses the flag values that are wrong on their face.
+// Zero is refused where [bench.Config] would take it for the default; the
+// rest, such as the ranges, is bench's to check.
+func checkBenchFlags(cfg bench.Config) error {
+	switch {
+	case cfg.Mode != bench.ModeBurndown && cfg.Mode != bench.ModeSteady:
+		return usagef("--mode %q: want burndown or steady", cfg.Mode)
+	case cfg.Store != bench.StoreSQLite && cfg.Store != bench.StorePostgres:
+		return usagef("--store %q: want sqlite or postgres", cfg.Store)
+	case cfg.Store == bench.StorePostgres && cfg.DatabaseURL == "":
+		return usagef("--store postgres needs --database-url or DATABASE_URL")
+	case cfg.N <= 0:
+		return usagef("-n %d: must be positive", cfg.N)
+	case !(cfg.Rate > 0): // NB: also refuses NaN
+		return usagef("--rate %g: must be positive", cfg.Rate)
+	case cfg.Duration <= 0:
+		return usagef("--duration %s: must be positive", cfg.Duration)
+	case cfg.Chunk <= 0:
+		return usagef("--chunk %d: must be positive", cfg.Chunk)
+	case cfg.Schedulers <= 0:
+		return usagef("--schedulers %d: must be positive", cfg.Schedulers)
+	}
+	return nil
 }
 
 // startCPUProfile starts writing a CPU profile to path, until the returned

@@ -9,8 +9,12 @@
 //     is recorded.
 //
 // The store is a SQLite file in a directory of its own, or a PostgreSQL
-// schema that the run creates and drops; a run never touches tables it did
-// not create.
+// schema that the run creates and drops; a run never touches a schema or a
+// table it did not create.
+//
+// [Run] returns a [*ConfigError] for settings it refuses, and an error
+// wrapping [ErrInterrupted] when its context ends before it does: a run
+// either completes and returns every figure, or returns none.
 package bench
 
 import (
@@ -21,6 +25,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/deputyhq/deputy"
@@ -48,7 +53,28 @@ const (
 	DefaultSchedulers       = 8
 	DefaultProgressInterval = time.Second
 	DefaultDrainTimeout     = time.Minute
+
+	// MaxRate bounds the offered rate of steady mode, in tasks per second.
+	MaxRate = 1_000_000
+	// MaxChunk bounds the tasks of one BulkSchedule call.
+	MaxChunk = 10_000
 )
+
+// ErrInterrupted is wrapped by the error of a run whose context ended
+// before the run did, such as by a signal: it has no figures to report.
+var ErrInterrupted = errors.New("bench: interrupted")
+
+// ConfigError is a setting a run refuses: a value out of range, or a
+// PostgreSQL schema that exists already. Nothing was measured.
+type ConfigError struct {
+	Err error
+}
+
+// Error implements the error interface.
+func (e *ConfigError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the refusal.
+func (e *ConfigError) Unwrap() error { return e.Err }
 
 // Config configures a [Run].
 type Config struct {
@@ -59,32 +85,38 @@ type Config struct {
 
 	// N is how many tasks a burn-down runs. Defaults to 100,000.
 	N int
-	// Rate is the offered rate of steady mode, in tasks per second.
-	// Defaults to 500.
+	// Rate is the offered rate of steady mode, in tasks per second, at
+	// most MaxRate. Defaults to 500.
 	Rate float64
-	// Duration is how long steady mode schedules tasks. Defaults to 10s.
+	// Duration is how long steady mode schedules tasks: it stops then,
+	// also when it fell behind the offered rate. Rate times Duration must
+	// make at least one task. Defaults to 10s.
 	Duration time.Duration
 	// Waiting is how many tasks, due in a day, wait in the store while the
 	// node runs: they show whether a large store slows claims or grows the
 	// node's memory. Zero means none.
 	Waiting int
 	// Chunk is how many tasks one BulkSchedule call schedules. Defaults to
-	// 5000; at most 10,000.
+	// 5000; at most MaxChunk.
 	Chunk int
 	// Schedulers is how many goroutines call Schedule in steady mode, so
 	// that one slow call does not hold back the offered rate. Defaults to 8.
 	Schedulers int
 
-	// Capacity overrides the node's capacity when positive.
+	// Capacity overrides the node's capacity when positive. Zero means the
+	// library's default; negative is refused.
 	Capacity int
-	// PollInterval overrides the node's poll interval when positive.
+	// PollInterval overrides the node's poll interval when positive, and
+	// must then be at least the library's minimum of 10ms. Zero means the
+	// library's default; negative is refused.
 	PollInterval time.Duration
 
 	// DatabaseURL is the PostgreSQL server to use. Required for
 	// StorePostgres.
 	DatabaseURL string
-	// Schema is the PostgreSQL schema to create and drop. It must not exist,
-	// or be empty. Defaults to deputy_bench_ and a random suffix.
+	// Schema is the PostgreSQL schema to create and drop. It must not
+	// exist: a run only ever drops a schema it created. Defaults to
+	// deputy_bench_ and a random suffix.
 	Schema string
 	// DataDir is the directory the SQLite file is created in; the file is
 	// removed at the end. Defaults to a temporary directory.
@@ -103,6 +135,7 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// withDefaults returns c with its zero values set to their defaults.
 func (c Config) withDefaults() Config {
 	c.Mode = cmp.Or(c.Mode, ModeBurndown)
 	c.Store = cmp.Or(c.Store, StoreSQLite)
@@ -122,7 +155,16 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// validate returns a [*ConfigError] for settings a run refuses.
 func (c Config) validate() error {
+	if err := c.check(); err != nil {
+		return &ConfigError{Err: err}
+	}
+	return nil
+}
+
+// check returns what is wrong with c, once its defaults are set.
+func (c Config) check() error {
 	switch {
 	case c.Mode != ModeBurndown && c.Mode != ModeSteady:
 		return fmt.Errorf("mode %q: want %s or %s", c.Mode, ModeBurndown, ModeSteady)
@@ -132,20 +174,44 @@ func (c Config) validate() error {
 		return errors.New("the postgres store needs a database URL")
 	case c.N < 1:
 		return fmt.Errorf("n %d must be positive", c.N)
-	case c.Rate <= 0:
-		return fmt.Errorf("rate %g must be positive", c.Rate)
+	case !(c.Rate > 0 && c.Rate <= MaxRate): // NB: also refuses NaN
+		return fmt.Errorf("rate %g must be positive and at most %d", c.Rate, MaxRate)
 	case c.Duration <= 0:
 		return fmt.Errorf("duration %s must be positive", c.Duration)
+	case c.Mode == ModeSteady && c.steadyTasks() < 1:
+		return fmt.Errorf("rate %g for %s schedules no task", c.Rate, c.Duration)
 	case c.Waiting < 0:
 		return fmt.Errorf("waiting %d must not be negative", c.Waiting)
-	case c.Chunk < 1 || c.Chunk > 10_000:
-		return fmt.Errorf("chunk %d must be between 1 and 10000", c.Chunk)
+	case c.Chunk < 1 || c.Chunk > MaxChunk:
+		return fmt.Errorf("chunk %d must be between 1 and %d", c.Chunk, MaxChunk)
 	case c.Schedulers < 1:
 		return fmt.Errorf("schedulers %d must be positive", c.Schedulers)
-	case c.Capacity < 0 || c.PollInterval < 0:
-		return errors.New("capacity and poll interval must not be negative")
+	case c.Capacity < 0:
+		return fmt.Errorf("capacity %d must not be negative", c.Capacity)
+	case c.PollInterval < 0:
+		return fmt.Errorf("poll interval %s must not be negative", c.PollInterval)
+	}
+	// The node's own limits, such as the shortest poll interval.
+	if err := c.nodeConfig().Validate(); err != nil {
+		return fmt.Errorf("node %s", strings.TrimPrefix(err.Error(), "deputy: "))
 	}
 	return nil
+}
+
+// steadyTasks is how many tasks steady mode offers: Rate for Duration.
+func (c Config) steadyTasks() int64 {
+	return int64(c.Rate * c.Duration.Seconds())
+}
+
+// nodeConfig is the configuration of the node under test: the library's
+// defaults unless the run overrides them.
+func (c Config) nodeConfig() deputy.Config {
+	return deputy.Config{
+		NodeID:       "deputy-bench-" + randomSuffix(),
+		Capacity:     c.Capacity,
+		PollInterval: c.PollInterval,
+		Logger:       c.Logger,
+	}
 }
 
 // Result is every figure and setting of a run; it marshals to the JSON line
@@ -231,31 +297,51 @@ type Calls struct {
 }
 
 // Run runs one benchmark and returns its figures. It removes what it
-// created, also when it fails.
-func Run(ctx context.Context, cfg Config) (res *Result, err error) {
+// created, also when it fails or is interrupted.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	res = &Result{
-		Mode: cfg.Mode, Store: cfg.Store, Waiting: cfg.Waiting, Chunk: cfg.Chunk,
-		GoVersion: runtime.Version(), NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0),
-		StartedAt: time.Now().UTC(),
-	}
 
 	st, err := openStore(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
+		return nil, interrupted(ctx, fmt.Errorf("bench: %w", err))
 	}
-	defer func() {
-		if cerr := st.close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
-			err = fmt.Errorf("bench: %w", cerr)
-		}
-	}()
-	res.StoreSettings = st.settings
+	res, err := measure(ctx, cfg, st)
+	err = interrupted(ctx, err)
 
+	// Remove the store whatever happened, and say so when that fails: what
+	// is left behind is the user's to remove.
+	if cerr := st.close(context.WithoutCancel(ctx)); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("bench: %w", cerr))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// interrupted returns err, or [ErrInterrupted] once ctx is done: what
+// failed after an interruption is its fallout, such as a closed statement,
+// and a run that went on is cut short all the same.
+func interrupted(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: %v", ErrInterrupted, context.Cause(ctx))
+	}
+	return err
+}
+
+// measure runs the node over st in the mode of cfg and returns its
+// figures.
+func measure(ctx context.Context, cfg Config, st *runStore) (res *Result, err error) {
+	res = &Result{
+		Mode: cfg.Mode, Store: cfg.Store, Waiting: cfg.Waiting, Chunk: cfg.Chunk,
+		GoVersion: runtime.Version(), NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0),
+		StartedAt: time.Now().UTC(), StoreSettings: st.settings,
+	}
 	n := newNode(st.Store)
-	if n.m, err = deputy.New(n.store, n.config(cfg)); err != nil {
+	if n.m, err = deputy.New(n.store, cfg.nodeConfig()); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	if err := n.m.Register(n.noop()); err != nil {
@@ -302,17 +388,6 @@ type node struct {
 func newNode(s deputy.Store) *node {
 	counts, store := wrapStore(s)
 	return &node{store: store, counts: counts, rec: newRecorder()}
-}
-
-// config is the node's configuration: the library's defaults unless the
-// run overrides them.
-func (n *node) config(cfg Config) deputy.Config {
-	return deputy.Config{
-		NodeID:       "deputy-bench-" + randomSuffix(),
-		Capacity:     cfg.Capacity,
-		PollInterval: cfg.PollInterval,
-		Logger:       cfg.Logger,
-	}
 }
 
 // noop is builtin's no-op task, whose runs record when they start.

@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
+	"math"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -79,15 +83,87 @@ func TestRun_SteadySQLite(t *testing.T) {
 	}
 }
 
+// TestRun_SteadyBehind offers far more than the node can schedule: the run
+// stops scheduling at its duration and reports the rate it achieved.
+func TestRun_SteadyBehind(t *testing.T) {
+	t.Parallel()
+	begin := time.Now()
+	res, err := Run(t.Context(), Config{Mode: ModeSteady, Rate: MaxRate,
+		Duration: 300 * time.Millisecond, Schedulers: 1, DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if took := time.Since(begin); took > 30*time.Second {
+		t.Errorf("the run took %s for a duration of 300ms", took)
+	}
+	if res.Scheduled < 1 || res.Scheduled >= int64(0.3*MaxRate) ||
+		res.Completed != res.Scheduled {
+		t.Errorf("scheduled %d, completed %d; want some, all completed, fewer than offered",
+			res.Scheduled, res.Completed)
+	}
+	if res.ScheduledPerSec <= 0 || res.ScheduledPerSec >= MaxRate || res.ElapsedSeconds <= 0 {
+		t.Errorf("scheduled %g/s, elapsed %gs; want the achieved rate, below the offered one",
+			res.ScheduledPerSec, res.ElapsedSeconds)
+	}
+}
+
 func TestRun_ErrConfig(t *testing.T) {
 	t.Parallel()
 	for _, cfg := range []Config{{Mode: "sprint"}, {Store: "mysql"}, {Store: StorePostgres},
-		{N: -1}, {Rate: -1}, {Chunk: 20_000}, {Waiting: -1}} {
-		if _, err := Run(t.Context(), cfg); err == nil {
-			t.Errorf("Run(%+v) succeeded, want an error", cfg)
+		{N: -1}, {Rate: -1}, {Rate: math.NaN()}, {Rate: MaxRate + 1}, {Chunk: 20_000},
+		{Waiting: -1}, {Capacity: -1}, {PollInterval: -time.Second},
+		{PollInterval: 5 * time.Millisecond},
+		{Mode: ModeSteady, Rate: 0.001, Duration: 2 * time.Second}} {
+		dir := t.TempDir()
+		cfg.DataDir = dir
+		_, err := Run(t.Context(), cfg)
+		if _, ok := errors.AsType[*ConfigError](err); !ok {
+			t.Errorf("Run(%+v) = %v, want a *ConfigError", cfg, err)
+		}
+		// A refused run creates nothing.
+		if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
+			t.Errorf("Run(%+v) left %v, %v", cfg, entries, err)
 		}
 	}
 }
+
+// TestRun_Interrupted cancels runs midway: each reports the interruption,
+// returns no figures, and removes its store.
+func TestRun_Interrupted(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{ModeBurndown, ModeSteady} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			res, err := Run(ctx, Config{Mode: mode, N: 50_000, Chunk: 500, Rate: 200,
+				Duration: time.Minute, DataDir: dir, Progress: cancelOnWrite(cancel),
+				ProgressInterval: 50 * time.Millisecond})
+			if !errors.Is(err, ErrInterrupted) || res != nil {
+				t.Fatalf("Run = %+v, %v; want no result and %v", res, err, ErrInterrupted)
+			}
+			if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
+				t.Errorf("data dir after the run: %v, %v; want it empty", entries, err)
+			}
+		})
+	}
+}
+
+// cancelOnWrite returns a writer that calls cancel on its first write.
+func cancelOnWrite(cancel context.CancelFunc) io.Writer {
+	var once sync.Once
+	return writerFunc(func(p []byte) (int, error) {
+		once.Do(cancel)
+		return len(p), nil
+	})
+}
+
+// writerFunc is a function that implements [io.Writer].
+type writerFunc func(p []byte) (int, error)
+
+// Write implements [io.Writer].
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func TestPercentile(t *testing.T) {
 	t.Parallel()
@@ -132,31 +208,72 @@ func TestRun_BurndownPostgres(t *testing.T) {
 	}
 }
 
-func TestRun_PostgresSchemaNotEmpty(t *testing.T) {
+func TestRun_InterruptedPostgres(t *testing.T) {
 	t.Parallel()
 	url := testURL(t)
 	schema := "deputy_bench_test_" + randomSuffix()
-	conn := connect(t, url)
-	ident := pgx.Identifier{schema}.Sanitize()
-	for _, q := range []string{"CREATE SCHEMA " + ident,
-		"CREATE TABLE " + ident + ".precious (x int)"} {
-		if _, err := conn.Exec(t.Context(), q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	res, err := Run(ctx, Config{Mode: ModeSteady, Store: StorePostgres, DatabaseURL: url,
+		Schema: schema, Rate: 200, Duration: time.Minute, Progress: cancelOnWrite(cancel),
+		ProgressInterval: 50 * time.Millisecond})
+	if !errors.Is(err, ErrInterrupted) || res != nil {
+		t.Fatalf("Run = %+v, %v; want no result and %v", res, err, ErrInterrupted)
 	}
-	t.Cleanup(func() {
-		_, _ = conn.Exec(context.Background(), "DROP SCHEMA "+ident+" CASCADE")
-	})
+	if exists := schemaExists(t, url, schema); exists {
+		t.Errorf("schema %s still exists after the run", schema)
+	}
+}
 
-	_, err := Run(t.Context(),
-		Config{Store: StorePostgres, DatabaseURL: url, Schema: schema, N: 10})
-	if err == nil || !strings.Contains(err.Error(), "not empty") {
-		t.Fatalf("Run on a schema with a table = %v, want a refusal", err)
+// TestRun_PostgresSchemaExists gives runs a schema that exists, whatever it
+// holds: each is refused, and what the schema holds is left intact.
+func TestRun_PostgresSchemaExists(t *testing.T) {
+	t.Parallel()
+	url := testURL(t)
+	for name, tc := range map[string]struct{ create, check string }{
+		"Empty": {},
+		"Table": {
+			create: "CREATE TABLE %s.precious (x int)",
+			check:  "SELECT count(*) FROM %s.precious",
+		},
+		"Function": {
+			create: "CREATE FUNCTION %s.precious() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+			check:  "SELECT %s.precious()",
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			schema := "deputy_bench_test_" + randomSuffix()
+			conn := connect(t, url)
+			ident := pgx.Identifier{schema}.Sanitize()
+			mustExec(t, conn, "CREATE SCHEMA "+ident)
+			t.Cleanup(func() {
+				_, _ = conn.Exec(context.Background(), "DROP SCHEMA "+ident+" CASCADE")
+			})
+			if tc.create != "" {
+				mustExec(t, conn, strings.ReplaceAll(tc.create, "%s", ident))
+			}
+
+			_, err := Run(t.Context(),
+				Config{Store: StorePostgres, DatabaseURL: url, Schema: schema, N: 10})
+			if _, ok := errors.AsType[*ConfigError](err); !ok ||
+				!strings.Contains(err.Error(), "exists") {
+				t.Fatalf("Run on an existing schema = %v, want a refusal", err)
+			}
+			if !schemaExists(t, url, schema) {
+				t.Fatalf("schema %s the run was not given is gone", schema)
+			}
+			if tc.check != "" {
+				mustExec(t, conn, strings.ReplaceAll(tc.check, "%s", ident))
+			}
+		})
 	}
-	var n int
-	err = conn.QueryRow(t.Context(), "SELECT count(*) FROM "+ident+".precious").Scan(&n)
-	if err != nil {
-		t.Fatalf("the table the run was not given is gone: %v", err)
+}
+
+func mustExec(t *testing.T, conn *pgx.Conn, q string) {
+	t.Helper()
+	if _, err := conn.Exec(t.Context(), q); err != nil {
+		t.Fatalf("%s: %v", q, err)
 	}
 }
 

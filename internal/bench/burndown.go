@@ -24,14 +24,14 @@ func burndown(ctx context.Context, cfg Config, n *node, res *Result) error {
 		return fmt.Errorf("schedule tasks: %w", err)
 	}
 	res.InsertSeconds = time.Since(start).Seconds()
-	res.InsertTasksPerSec = float64(cfg.N+cfg.Waiting) / res.InsertSeconds
+	res.InsertTasksPerSec = perSec(int64(cfg.N+cfg.Waiting), res.InsertSeconds)
 	fmt.Fprintf(cfg.Progress, "burndown: scheduled %d tasks in %.1fs; starting the node\n",
 		cfg.N+cfg.Waiting, res.InsertSeconds)
 
 	stopProgress := progress(cfg, func(elapsed time.Duration) string {
 		done, _ := n.counts.count()
 		return fmt.Sprintf("burndown: %s %d/%d done, %.0f tasks/s", elapsed.Round(time.Second),
-			done, cfg.N, float64(done)/elapsed.Seconds())
+			done, cfg.N, perSec(done, elapsed.Seconds()))
 	})
 	defer stopProgress()
 
@@ -45,7 +45,7 @@ func burndown(ctx context.Context, cfg Config, n *node, res *Result) error {
 	}
 	res.ElapsedSeconds = last.Sub(t0).Seconds()
 	res.Completed, _ = n.counts.count()
-	res.TasksPerSec = float64(cfg.N) / res.ElapsedSeconds
+	res.TasksPerSec = perSec(int64(cfg.N), res.ElapsedSeconds)
 	return nil
 }
 

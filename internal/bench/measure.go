@@ -128,6 +128,15 @@ func percentile(sorted []float64, q float64) float64 {
 
 func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
 
+// perSec returns count per second over secs, or zero when no time passed:
+// a figure must stay finite for its JSON.
+func perSec(count int64, secs float64) float64 {
+	if secs <= 0 {
+		return 0
+	}
+	return float64(count) / secs
+}
+
 // progress writes a line of describe's every interval until the returned
 // function is called.
 func progress(cfg Config, describe func(elapsed time.Duration) string) (stop func()) {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -24,7 +25,7 @@ func steady(ctx context.Context, cfg Config, n *node, res *Result) error {
 	}
 	res.InsertSeconds = time.Since(start).Seconds()
 	if cfg.Waiting > 0 {
-		res.InsertTasksPerSec = float64(cfg.Waiting) / res.InsertSeconds
+		res.InsertTasksPerSec = perSec(int64(cfg.Waiting), res.InsertSeconds)
 	}
 	n.rec.enable()
 	if err := n.start(ctx, res); err != nil {
@@ -36,7 +37,7 @@ func steady(ctx context.Context, cfg Config, n *node, res *Result) error {
 		done, _ := n.counts.count()
 		s := scheduled.Load()
 		return fmt.Sprintf("steady: %s scheduled %d (%.0f/s), done %d, schedule-to-start %s",
-			elapsed.Round(time.Second), s, float64(s)/elapsed.Seconds(), done, n.rec.recent())
+			elapsed.Round(time.Second), s, perSec(s, elapsed.Seconds()), done, n.rec.recent())
 	})
 	defer stopProgress()
 
@@ -47,7 +48,10 @@ func steady(ctx context.Context, cfg Config, n *node, res *Result) error {
 		return err
 	}
 	res.Scheduled = scheduled.Load()
-	res.ScheduledPerSec = float64(res.Scheduled) / time.Since(t0).Seconds()
+	res.ScheduledPerSec = perSec(res.Scheduled, time.Since(t0).Seconds())
+	if res.Scheduled == 0 {
+		return errors.New("no task was scheduled")
+	}
 
 	dctx, cancel := context.WithTimeout(ctx, cfg.DrainTimeout)
 	defer cancel()
@@ -57,7 +61,7 @@ func steady(ctx context.Context, cfg Config, n *node, res *Result) error {
 	}
 	res.ElapsedSeconds = last.Sub(t0).Seconds()
 	res.Completed, _ = n.counts.count()
-	res.TasksPerSec = float64(res.Completed) / res.ElapsedSeconds
+	res.TasksPerSec = perSec(res.Completed, res.ElapsedSeconds)
 	res.ScheduleCall = calls.summary()
 	res.Latency = n.rec.summary()
 	return nil
@@ -66,10 +70,12 @@ func steady(ctx context.Context, cfg Config, n *node, res *Result) error {
 // offer calls Schedule at the offered rate from t0 for cfg.Duration. The
 // calls are spread over cfg.Schedulers goroutines; when all are busy, the
 // next call waits for one, and the calls that fell behind go out at once.
+// Calls stop being offered at the end of cfg.Duration, also those that
+// fell behind: the count and rate scheduled tell how far.
 func offer(ctx context.Context, cfg Config, m *deputy.Manager, t0 time.Time,
 	scheduled *atomic.Int64, calls *recorder,
 ) error {
-	total := int64(cfg.Rate * cfg.Duration.Seconds())
+	total := cfg.steadyTasks()
 	jobs := make(chan struct{}, cfg.Schedulers)
 	g, gctx := errgroup.WithContext(ctx)
 	for range cfg.Schedulers {
@@ -88,25 +94,39 @@ func offer(ctx context.Context, cfg Config, m *deputy.Manager, t0 time.Time,
 	}
 	g.Go(func() error {
 		defer close(jobs)
-		timer := time.NewTimer(0)
-		defer timer.Stop()
-		for k := range total {
-			due := t0.Add(time.Duration(float64(k) / cfg.Rate * float64(time.Second)))
-			if wait := time.Until(due); wait > 0 {
-				timer.Reset(wait)
-				select {
-				case <-timer.C:
-				case <-gctx.Done():
-					return nil
-				}
-			}
-			select {
-			case jobs <- struct{}{}:
-			case <-gctx.Done():
-				return nil
-			}
-		}
-		return nil
+		return dispatch(gctx, cfg, t0, total, jobs)
 	})
 	return g.Wait()
+}
+
+// dispatch sends the total calls to jobs, each when it is due, until
+// t0+cfg.Duration. It returns ctx's error when ctx ends first.
+func dispatch(ctx context.Context, cfg Config, t0 time.Time, total int64,
+	jobs chan<- struct{},
+) error {
+	end := time.NewTimer(time.Until(t0.Add(cfg.Duration)))
+	defer end.Stop()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for k := range total {
+		due := t0.Add(time.Duration(float64(k) / cfg.Rate * float64(time.Second)))
+		if wait := time.Until(due); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-timer.C:
+			case <-end.C:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		select {
+		case jobs <- struct{}{}:
+		case <-end.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/deputyhq/deputy"
 	"github.com/deputyhq/deputy/postgres"
@@ -65,9 +66,9 @@ func openSQLite(ctx context.Context, cfg Config) (*runStore, error) {
 	}, nil
 }
 
-// openPostgres creates the run's schema, refusing one that holds anything,
-// and opens the store in it with its migrations applied. The schema is
-// dropped at the end.
+// openPostgres creates the run's schema, refusing one that exists, and
+// opens the store in it with its migrations applied. The schema is dropped
+// at the end: the run only ever drops a schema it created.
 func openPostgres(ctx context.Context, cfg Config) (*runStore, error) {
 	schema := cfg.Schema
 	if schema == "" {
@@ -77,24 +78,17 @@ func openPostgres(ctx context.Context, cfg Config) (*runStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to postgres: %w", err)
 	}
-	var objects int
-	err = admin.QueryRow(ctx, `SELECT count(*) FROM pg_class c
-JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1`, schema).Scan(&objects)
-	if err == nil && objects > 0 {
-		err = fmt.Errorf("schema %q is not empty: the benchmark only uses a schema of its own",
-			schema)
-	}
-	if err != nil {
-		_ = admin.Close(ctx)
-		return nil, fmt.Errorf("check schema: %w", err)
-	}
 	settings, err := serverSettings(ctx, admin)
+	if err == nil {
+		err = createSchema(ctx, admin, schema)
+	}
 	if err != nil {
-		_ = admin.Close(ctx)
+		_ = admin.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}
 	settings["schema"] = schema
 
+	// From here on the schema is the run's own, to drop on every way out.
 	remove := func(ctx context.Context) error {
 		defer admin.Close(context.WithoutCancel(ctx))
 		ctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -110,9 +104,31 @@ JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1`, schema).Sca
 		URL: cfg.DatabaseURL, Schema: schema, Migrate: true, Logger: cfg.Logger,
 	})
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("open postgres: %w", err), remove(ctx))
+		return nil, errors.Join(fmt.Errorf("open postgres: %w", err),
+			remove(context.WithoutCancel(ctx)))
 	}
 	return &runStore{Store: db, settings: settings, remove: remove}, nil
+}
+
+// duplicateSchema is the SQLSTATE of CREATE SCHEMA on a schema that exists.
+const duplicateSchema = "42P06"
+
+// createSchema creates schema, and returns a [*ConfigError] when it exists
+// already, whatever it holds. The statement is not cancelled with ctx, so
+// that the run knows whether the schema is its own to drop.
+func createSchema(ctx context.Context, conn *pgx.Conn, schema string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	_, err := conn.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize())
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok &&
+		pgErr.Code == duplicateSchema {
+		return &ConfigError{Err: fmt.Errorf(
+			"schema %q exists: the benchmark only uses a schema it creates", schema)}
+	}
+	if err != nil {
+		return fmt.Errorf("create schema %s: %w", schema, err)
+	}
+	return nil
 }
 
 // serverSettings reads the settings that bound a PostgreSQL figure.
