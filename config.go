@@ -65,8 +65,10 @@ type Config struct {
 	MaxAttempts int
 
 	// Lease is how long a claim owns a task before another node may
-	// reclaim it. Runs renew it while they last. Defaults to 5m; at least
-	// 1s.
+	// reclaim it. Runs renew it every third of it while they last; a run
+	// whose lease runs out before a renewal succeeds, the store out of
+	// reach meanwhile, is cancelled then, since another node may claim
+	// its task from that moment. Defaults to 5m; at least 1s.
 	Lease time.Duration
 
 	// HeartbeatInterval is how often the node records that it is alive.

@@ -436,51 +436,112 @@ func (m *Manager) heartbeatLoop(ctx context.Context) {
 	}
 }
 
-// leaseLoop renews the leases of runs in progress, and cancels runs whose
-// task was taken or removed elsewhere.
+// leaseLoop renews the leases of runs in progress and of tasks waiting for
+// slots. It cancels runs whose task was taken or removed elsewhere, and
+// runs whose lease ran out before a renewal succeeded, since another node
+// may claim their task from then on.
 func (m *Manager) leaseLoop(ctx context.Context) {
-	ticker := time.NewTicker(max(m.cfg.Lease/3, 100*time.Millisecond))
-	defer ticker.Stop()
+	every := max(m.cfg.Lease/3, 100*time.Millisecond)
+	timer := time.NewTimer(every)
+	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-ticker.C:
+		case <-timer.C:
 		}
-		m.renewLeases(ctx)
+		timer.Reset(m.renewLeases(ctx, every))
 	}
 }
 
-func (m *Manager) renewLeases(ctx context.Context) {
+// renewLeases renews the leases the node holds and returns when to renew
+// them next: after every or, when some were not renewed, as soon as the
+// first of those runs out.
+func (m *Manager) renewLeases(ctx context.Context, every time.Duration) time.Duration {
 	now := m.cfg.Now()
 	var (
-		leases []Lease
-		runs   []*running // nil for a task waiting for a slot
+		leases  []Lease
+		runs    []*running // nil for a task waiting for a slot
+		until   []time.Time
+		lapsed  []*running
+		dropped []waitingRun
 	)
 	m.pool.mu.Lock()
 	for _, r := range m.pool.runs {
-		// A run past its deadline is not renewed: if it ignores its
-		// cancellation, its lease runs out and another node retries it.
-		if now.Before(r.deadline) {
+		switch {
+		case r.lapsed:
+		case !r.leaseUntil.IsZero() && !now.Before(r.leaseUntil):
+			r.lapsed = true
+			lapsed = append(lapsed, r)
+		case now.Before(r.deadline):
+			// A run past its deadline is not renewed: if it ignores its
+			// cancellation, its lease runs out and another node retries it.
 			leases = append(leases, Lease{ID: r.task.ID, ClaimVersion: r.task.ClaimVersion, Until: now.Add(m.cfg.Lease)})
 			runs = append(runs, r)
+			until = append(until, r.leaseUntil)
 		}
 	}
 	for _, w := range m.pool.waiting {
+		if !w.leaseUntil.IsZero() && !now.Before(w.leaseUntil) {
+			dropped = append(dropped, w)
+			continue
+		}
 		leases = append(leases, Lease{ID: w.task.ID, ClaimVersion: w.task.ClaimVersion, Until: now.Add(m.cfg.Lease)})
 		runs = append(runs, nil)
+		until = append(until, w.leaseUntil)
 	}
 	m.pool.mu.Unlock()
-	if len(leases) == 0 {
-		return
+
+	for _, r := range lapsed {
+		if now.Before(r.deadline) { // else already cancelled by its timeout
+			m.log.Warn("lease ran out unrenewed: cancelling run", slog.String("task_id", r.task.ID))
+		}
+		r.cancel(errLeaseLapsed)
 	}
-	errs, err := m.store.RenewLeases(ctx, leases)
+	for _, w := range dropped {
+		m.log.Warn("lease ran out unrenewed: dropping a task waiting for a slot", slog.String("task_id", w.task.ID))
+		m.pool.dropWaiting(w.task.ID, w.task.ClaimVersion)
+	}
+	if len(leases) == 0 {
+		return every
+	}
+
+	// A renewal still in progress when the first lease it renews runs out
+	// is as good as failed: give up on it then, so that runs are not left
+	// going on leases another node may take.
+	first := time.Time{}
+	for _, u := range until {
+		if !u.IsZero() && (first.IsZero() || u.Before(first)) {
+			first = u
+		}
+	}
+	rctx := ctx
+	if !first.IsZero() {
+		var cancel context.CancelFunc
+		rctx, cancel = context.WithTimeout(ctx, first.Sub(now))
+		defer cancel()
+	}
+	errs, err := m.store.RenewLeases(rctx, leases)
 	if err != nil {
 		if ctx.Err() == nil {
 			m.log.Warn("renew leases", slog.Int("count", len(leases)), slog.Any("error", err))
 		}
-		return
+		return m.renewAgainBy(first, every)
 	}
+
+	m.pool.mu.Lock()
+	for i, e := range errs {
+		switch {
+		case e != nil:
+		case runs[i] != nil:
+			runs[i].leaseUntil = leases[i].Until
+		default:
+			m.pool.renewedWaitingLocked(leases[i])
+		}
+	}
+	m.pool.mu.Unlock()
+
+	var failed time.Time
 	for i, e := range errs {
 		if e == nil {
 			continue
@@ -488,6 +549,10 @@ func (m *Manager) renewLeases(ctx context.Context) {
 		code := ErrorCode(e)
 		switch {
 		case code != ECONFLICT && code != ENOTFOUND:
+			// Not renewed this time; it may be next time, before it runs out.
+			if u := until[i]; !u.IsZero() && (failed.IsZero() || u.Before(failed)) {
+				failed = u
+			}
 		case runs[i] == nil:
 			m.log.Warn("lease lost: dropping a task waiting for a slot",
 				slog.String("task_id", leases[i].ID), slog.String("reason", code))
@@ -497,6 +562,17 @@ func (m *Manager) renewLeases(ctx context.Context) {
 			runs[i].cancel(errLeaseLost)
 		}
 	}
+	return m.renewAgainBy(failed, every)
+}
+
+// renewAgainBy returns how long to wait before the next renewal: every, or
+// less so as to be there when a lease not renewed, running out at first,
+// does.
+func (m *Manager) renewAgainBy(first time.Time, every time.Duration) time.Duration {
+	if first.IsZero() {
+		return every
+	}
+	return min(every, max(first.Sub(m.cfg.Now()), time.Millisecond))
 }
 
 // notifyLoop turns store notifications into claim wakeups.

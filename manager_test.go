@@ -369,6 +369,62 @@ func TestManager_DisableDuringRunSurvives(t *testing.T) {
 	}
 }
 
+// renewalsDown is a SQLite store whose lease renewals fail, as when the
+// database is out of reach for a while; everything else works.
+type renewalsDown struct {
+	*sqlite.DB
+	calls atomic.Int32
+}
+
+func (s *renewalsDown) RenewLeases(context.Context, []deputy.Lease) ([]error, error) {
+	s.calls.Add(1)
+	return nil, errors.New("renewals refused by the test")
+}
+
+// A run whose lease runs out before a renewal succeeds is cancelled, since
+// another node may claim its task from then on; until then it goes on.
+func TestManager_CancelsRunWhoseLeaseRanOut(t *testing.T) {
+	t.Parallel()
+	ended := make(chan struct{})
+	rec, def := newRecorder("long", func(ctx context.Context, r *deputy.Run) (deputy.Result, error) {
+		<-ctx.Done()
+		close(ended)
+		return deputy.Result{}, ctx.Err()
+	})
+	def.Timeout = time.Hour
+	def.MaxConcurrency = 1 // the node cannot claim the task again while it runs
+	db, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "deputy.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	store := &renewalsDown{DB: db}
+	h := &harness{store: store, clock: newClock()}
+	h.m = h.manager(t, deputy.Config{Lease: time.Second}, def)
+	h.start(t, h.m)
+	if _, err := h.m.Schedule(context.Background(), deputy.NewTask{ID: "l", Type: "long"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	rec.next(t)
+	waitFor(t, "a renewal", func() bool { return store.calls.Load() > 0 })
+	select {
+	case <-ended:
+		t.Fatal("the run was cancelled while its lease held")
+	default:
+	}
+
+	h.clock.Advance(time.Second)
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the run went on after its lease ran out")
+	}
+	waitFor(t, "the run's outcome", func() bool {
+		task := h.task(t, "l")
+		return task.Status == deputy.StatusIdle && task.Attempts == 1
+	})
+}
+
 func TestManager_UnknownTypesLeftToOthers(t *testing.T) {
 	t.Parallel()
 	_, other := newRecorder("other", nil)

@@ -62,6 +62,9 @@ type waitingRun struct {
 	def    *Definition
 	cost   Cost
 	queued time.Time
+	// leaseUntil is when the task's lease runs out unless renewed: from
+	// the claim, then from each renewal that succeeds.
+	leaseUntil time.Time
 }
 
 // maxWait is how long a task claimed ahead may wait for a slot. Short runs
@@ -77,6 +80,10 @@ type running struct {
 	cost     Cost
 	cancel   context.CancelCauseFunc
 	deadline time.Time
+	// leaseUntil, guarded by the pool's mu, is as for waitingRun; lapsed
+	// is set once the run was cancelled because it passed.
+	leaseUntil time.Time
+	lapsed     bool
 }
 
 func newPool(m *Manager) *pool {
@@ -322,15 +329,26 @@ func (p *pool) run(t *Task, d *Definition) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.waiting) > 0 || p.used+int(cost) > p.budget {
-		p.waiting = append(p.waiting, waitingRun{task: t, def: d, cost: cost, queued: p.m.cfg.Now()})
+		p.waiting = append(p.waiting, waitingRun{task: t, def: d, cost: cost, queued: p.m.cfg.Now(),
+			leaseUntil: leaseOf(t)})
 		p.waitCost += int(cost)
 		return
 	}
-	p.startLocked(t, d, cost)
+	p.startLocked(t, d, cost, leaseOf(t))
 }
 
-// startLocked starts running t. p.mu must be held.
-func (p *pool) startLocked(t *Task, d *Definition, cost Cost) {
+// leaseOf returns when the lease of a task just claimed runs out, or the
+// zero time when the store did not say.
+func leaseOf(t *Task) time.Time {
+	if t.RetryAt == nil {
+		return time.Time{}
+	}
+	return *t.RetryAt
+}
+
+// startLocked starts running t, whose lease runs out at leaseUntil unless
+// renewed. p.mu must be held.
+func (p *pool) startLocked(t *Task, d *Definition, cost Cost, leaseUntil time.Time) {
 	timeout := d.Timeout
 	if !t.Recurring() && t.TimeoutOverride != "" {
 		if v, err := ParseDuration(t.TimeoutOverride); err == nil {
@@ -339,10 +357,16 @@ func (p *pool) startLocked(t *Task, d *Definition, cost Cost) {
 	}
 	now := p.m.cfg.Now()
 	ctx, cancel := context.WithCancelCause(p.ctx)
-	r := &running{task: t, def: d, cost: cost, cancel: cancel, deadline: now.Add(timeout)}
+	r := &running{task: t, def: d, cost: cost, cancel: cancel, deadline: now.Add(timeout), leaseUntil: leaseUntil}
 
 	p.used += int(cost)
 	p.byType[t.Type]++
+	if old, ok := p.runs[t.ID]; ok {
+		// This node claimed again a task it still runs: the old run's
+		// lease ran out unrenewed and its claim is gone. It ends on its
+		// own, no longer renewed, its outcome refused by the store.
+		old.cancel(errLeaseLost)
+	}
 	p.runs[t.ID] = r
 
 	p.runsWG.Add(1)
@@ -367,14 +391,16 @@ func (p *pool) release(r *running, d time.Duration) {
 	p.mu.Lock()
 	p.used -= int(r.cost)
 	p.byType[r.task.Type]--
-	delete(p.runs, r.task.ID)
+	if p.runs[r.task.ID] == r {
+		delete(p.runs, r.task.ID)
+	}
 	p.took[r.task.Type] = ewma(p.took[r.task.Type], d)
 	stale := p.staleLocked(p.m.cfg.Now())
 	for len(p.waiting) > 0 && p.used+int(p.waiting[0].cost) <= p.budget {
 		w := p.waiting[0]
 		p.waiting = p.waiting[1:]
 		p.waitCost -= int(w.cost)
-		p.startLocked(w.task, w.def, w.cost)
+		p.startLocked(w.task, w.def, w.cost, w.leaseUntil)
 	}
 	if len(p.runs) == 0 && len(p.waiting) == 0 {
 		p.idle.Broadcast()
@@ -447,6 +473,17 @@ func (p *pool) giveBack(ws []waitingRun) {
 	p.outcomes.add(cs...)
 }
 
+// renewedWaitingLocked records the renewal l of a waiting task's lease.
+// p.mu must be held.
+func (p *pool) renewedWaitingLocked(l Lease) {
+	for i := range p.waiting {
+		if w := &p.waiting[i]; w.task.ID == l.ID && w.task.ClaimVersion == l.ClaimVersion {
+			w.leaseUntil = l.Until
+			return
+		}
+	}
+}
+
 // dropWaiting removes a waiting task whose claim was lost.
 func (p *pool) dropWaiting(id string, claim int64) {
 	p.mu.Lock()
@@ -508,6 +545,8 @@ func (p *pool) execute(parent context.Context, r *running, timeout time.Duration
 		err = fmt.Errorf("%w after %s", ErrTimeout, timeout)
 	case errors.Is(cause, errLeaseLost) && err != nil:
 		log.Warn("run cancelled: the task was taken or removed elsewhere", slog.Any("error", err))
+	case errors.Is(cause, errLeaseLapsed) && err != nil:
+		log.Warn("run cancelled: its lease ran out before a renewal succeeded", slog.Any("error", err))
 	}
 	c = m.outcome(t, r.def, res, err, now)
 	outcome = outcomeName(c, err)
@@ -530,7 +569,10 @@ func outcomeName(c Completion, err error) string {
 	}
 }
 
-var errLeaseLost = errors.New("deputy: lease lost")
+var (
+	errLeaseLost   = errors.New("deputy: lease lost")
+	errLeaseLapsed = errors.New("deputy: lease ran out unrenewed")
+)
 
 // maxBatch bounds the outcomes written in one call.
 const maxBatch = 5000

@@ -315,3 +315,56 @@ func TestPool_StaleWaitingGoBack(t *testing.T) {
 	default:
 	}
 }
+
+// TestPool_ReclaimedWhileRunning hands a pool a task it still runs under an
+// older claim, as when its lease ran out unrenewed and this node claimed it
+// again: the old run is cancelled, and its end frees its own slot without
+// forgetting the new run, whose lease is still renewed.
+func TestPool_ReclaimedWhileRunning(t *testing.T) {
+	causes := make(chan error, 2)
+	started := make(chan string, 2)
+	def := &Definition{Type: "job", Cost: CostNormal, Timeout: time.Hour, MaxAttempts: 3,
+		Run: func(ctx context.Context, r *Run) (Result, error) {
+			started <- r.Task.ID
+			<-ctx.Done()
+			causes <- context.Cause(ctx)
+			return Result{}, ctx.Err()
+		}}
+	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	m, err := New(struct{ Store }{}, Config{Capacity: 2, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := m.pool
+	p.ctx, p.cancelAll = context.WithCancelCause(context.Background())
+	p.claiming = true
+
+	p.run(&Task{ID: "a", Type: "job", Attempts: 1, ClaimVersion: 1}, def)
+	next(t, started)
+	p.run(&Task{ID: "a", Type: "job", Attempts: 2, ClaimVersion: 2}, def)
+	next(t, started)
+	select {
+	case cause := <-causes:
+		if cause != errLeaseLost {
+			t.Fatalf("old run cancelled by %v, want errLeaseLost", cause)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the old run was not cancelled")
+	}
+	select {
+	case <-p.freed: // the old run released its slot
+	case <-time.After(10 * time.Second):
+		t.Fatal("the old run did not release its slot")
+	}
+	if got := p.free(); got != int(CostNormal) {
+		t.Fatalf("free %d after the old run ended, want %d", got, CostNormal)
+	}
+	p.mu.Lock()
+	r, ok := p.runs["a"]
+	p.mu.Unlock()
+	if !ok || r.task.ClaimVersion != 2 {
+		t.Fatalf("run of a after the old one ended: %v, %v; want the claim 2", r, ok)
+	}
+	p.cancelAll(ErrShutdown)
+	p.runsWG.Wait()
+}
