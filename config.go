@@ -68,7 +68,8 @@ type Config struct {
 	// reclaim it. Runs renew it every third of it while they last; a run
 	// whose lease runs out before a renewal succeeds, the store out of
 	// reach meanwhile, is cancelled then, since another node may claim
-	// its task from that moment. Defaults to 5m; at least 1s.
+	// its task from that moment; unless one has, the task goes back due at
+	// once, its attempt not counted. Defaults to 5m; at least 1s.
 	Lease time.Duration
 
 	// HeartbeatInterval is how often the node records that it is alive.

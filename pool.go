@@ -537,16 +537,20 @@ func (p *pool) execute(parent context.Context, r *running, timeout time.Duration
 	now := m.cfg.Now()
 	cause := context.Cause(ctx)
 	switch {
-	case err != nil && errors.Is(cause, ErrShutdown):
-		// Interrupted by shutdown: due again at once, attempt not counted.
+	case err != nil && (errors.Is(cause, ErrShutdown) || errors.Is(cause, errLeaseLapsed)):
+		// Interrupted by shutdown, or by the store out of reach for a
+		// whole lease: due again at once, attempt not counted. After a
+		// lapse the write succeeds only if no node has claimed the task
+		// since.
+		if errors.Is(cause, errLeaseLapsed) {
+			log.Warn("run cancelled: its lease ran out before a renewal succeeded", slog.Any("error", err))
+		}
 		return Completion{ID: t.ID, ClaimVersion: t.ClaimVersion, Now: now, RunAt: now,
 			Attempts: max(t.Attempts-1, 0)}, "interrupted", now.Sub(start)
 	case err != nil && errors.Is(cause, ErrTimeout):
 		err = fmt.Errorf("%w after %s", ErrTimeout, timeout)
 	case errors.Is(cause, errLeaseLost) && err != nil:
 		log.Warn("run cancelled: the task was taken or removed elsewhere", slog.Any("error", err))
-	case errors.Is(cause, errLeaseLapsed) && err != nil:
-		log.Warn("run cancelled: its lease ran out before a renewal succeeded", slog.Any("error", err))
 	}
 	c = m.outcome(t, r.def, res, err, now)
 	outcome = outcomeName(c, err)
