@@ -65,11 +65,15 @@ type Config struct {
 	MaxAttempts int
 
 	// Lease is how long a claim owns a task before another node may
-	// reclaim it. Runs renew it every third of it while they last; a run
-	// whose lease runs out before a renewal succeeds, the store out of
-	// reach meanwhile, is cancelled then, since another node may claim
-	// its task from that moment; unless one has, the task goes back due at
-	// once, its attempt not counted. Defaults to 5m; at least 1s.
+	// reclaim it. Runs renew it every third of it while they last.
+	//
+	// A node cut off from the store lets go of its tasks before others
+	// may take them: before a lease runs out unrenewed, or before NodeTTL
+	// has passed since its last recorded heartbeat, whichever comes first,
+	// by a tenth of that time and at most a second. Its runs are
+	// cancelled then and its tasks waiting for a slot handed back; unless
+	// another node claimed a task meanwhile, it is due again at once, its
+	// attempt not counted. Defaults to 5m; at least 1s.
 	Lease time.Duration
 
 	// HeartbeatInterval is how often the node records that it is alive.
@@ -77,8 +81,9 @@ type Config struct {
 	HeartbeatInterval time.Duration
 
 	// NodeTTL is how long a node may go without heartbeating before its
-	// running tasks are released to others. Defaults to 30s; must exceed
-	// HeartbeatInterval.
+	// running tasks are released to others, whatever their leases; the
+	// node cancels its runs before then (see Lease). Defaults to 30s; must
+	// exceed HeartbeatInterval.
 	NodeTTL time.Duration
 
 	// KeyServices grant the API keys of tasks scheduled with a caller's

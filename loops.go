@@ -438,11 +438,12 @@ func (m *Manager) heartbeatLoop(ctx context.Context) {
 
 // leaseLoop renews the leases of runs in progress and of tasks waiting for
 // slots. It cancels runs whose task was taken or removed elsewhere, and
-// runs whose lease ran out before a renewal succeeded, since another node
-// may claim their task from then on.
+// ends the node's hold on tasks that other nodes may take from it: see
+// holdEnd.
 func (m *Manager) leaseLoop(ctx context.Context) {
 	every := max(m.cfg.Lease/3, 100*time.Millisecond)
-	timer := time.NewTimer(every)
+	renewAt := time.Now().Add(every)
+	timer := time.NewTimer(min(every, m.cfg.NodeTTL/4))
 	defer timer.Stop()
 	for {
 		select {
@@ -450,129 +451,168 @@ func (m *Manager) leaseLoop(ctx context.Context) {
 			return
 		case <-timer.C:
 		}
-		timer.Reset(m.renewLeases(ctx, every))
+		renew := !time.Now().Before(renewAt)
+		if renew {
+			renewAt = time.Now().Add(every)
+		}
+		next := m.keepLeases(ctx, renew)
+		timer.Reset(max(min(next, time.Until(renewAt)), time.Millisecond))
 	}
 }
 
-// renewLeases renews the leases the node holds and returns when to renew
-// them next: after every or, when some were not renewed, as soon as the
-// first of those runs out.
-func (m *Manager) renewLeases(ctx context.Context, every time.Duration) time.Duration {
+// holdMargin is how long before another node may take a task this node
+// lets go of it: a tenth of the time that hold lasts, at most a second,
+// for the skew between the nodes' clocks and the lateness of timers.
+func holdMargin(d time.Duration) time.Duration { return min(d/10, time.Second) }
+
+// holdEnd returns when this node must stop holding a task whose lease runs
+// out at leaseUntil (zero when unknown). Other nodes may claim the task
+// once its lease runs out, and release it once this node has gone NodeTTL
+// without a heartbeat recorded, whichever comes first; the node lets go a
+// margin before either.
+func (m *Manager) holdEnd(leaseUntil time.Time) time.Time {
+	end := time.Unix(0, m.lastBeat.Load()).Add(m.cfg.NodeTTL - holdMargin(m.cfg.NodeTTL))
+	if !leaseUntil.IsZero() {
+		if l := leaseUntil.Add(-holdMargin(m.cfg.Lease)); l.Before(end) {
+			end = l
+		}
+	}
+	return end
+}
+
+// keepLeases ends the node's hold on the tasks whose holdEnd has come and,
+// when renew is set, renews the leases of the others. It returns how soon
+// it should run again to end the next hold in time.
+func (m *Manager) keepLeases(ctx context.Context, renew bool) time.Duration {
 	now := m.cfg.Now()
 	var (
-		leases  []Lease
-		runs    []*running // nil for a task waiting for a slot
-		until   []time.Time
-		lapsed  []*running
-		dropped []waitingRun
+		leases []Lease
+		runs   []*running // nil for a task waiting for a slot
+		lapsed []*running
+		back   []waitingRun
+		first  time.Time // the earliest holdEnd still ahead
 	)
-	m.pool.mu.Lock()
-	for _, r := range m.pool.runs {
+	ahead := func(end time.Time) bool {
+		if !now.Before(end) {
+			return false
+		}
+		if first.IsZero() || end.Before(first) {
+			first = end
+		}
+		return true
+	}
+	p := m.pool
+	p.mu.Lock()
+	for _, r := range p.runs {
 		switch {
 		case r.lapsed:
-		case !r.leaseUntil.IsZero() && !now.Before(r.leaseUntil):
+		case !ahead(m.holdEnd(r.leaseUntil)):
 			r.lapsed = true
 			lapsed = append(lapsed, r)
-		case now.Before(r.deadline):
+		case renew && now.Before(r.deadline):
 			// A run past its deadline is not renewed: if it ignores its
 			// cancellation, its lease runs out and another node retries it.
 			leases = append(leases, Lease{ID: r.task.ID, ClaimVersion: r.task.ClaimVersion, Until: now.Add(m.cfg.Lease)})
 			runs = append(runs, r)
-			until = append(until, r.leaseUntil)
 		}
 	}
-	for _, w := range m.pool.waiting {
-		if !w.leaseUntil.IsZero() && !now.Before(w.leaseUntil) {
-			dropped = append(dropped, w)
+	kept := p.waiting[:0]
+	for _, w := range p.waiting {
+		switch {
+		case !ahead(m.holdEnd(w.leaseUntil)):
+			back = append(back, w)
+			p.waitCost -= int(w.cost)
 			continue
+		case renew:
+			leases = append(leases, Lease{ID: w.task.ID, ClaimVersion: w.task.ClaimVersion, Until: now.Add(m.cfg.Lease)})
+			runs = append(runs, nil)
 		}
-		leases = append(leases, Lease{ID: w.task.ID, ClaimVersion: w.task.ClaimVersion, Until: now.Add(m.cfg.Lease)})
-		runs = append(runs, nil)
-		until = append(until, w.leaseUntil)
+		kept = append(kept, w)
 	}
-	m.pool.mu.Unlock()
+	clear(p.waiting[len(kept):])
+	p.waiting = kept
+	if len(p.runs)+p.superseded == 0 && len(p.waiting) == 0 {
+		p.idle.Broadcast()
+	}
+	p.mu.Unlock()
 
 	for _, r := range lapsed {
 		if now.Before(r.deadline) { // else already cancelled by its timeout
-			m.log.Warn("lease ran out unrenewed: cancelling run", slog.String("task_id", r.task.ID))
+			m.log.Warn("cancelling a run: its lease ran out unrenewed or the node went too long without a heartbeat",
+				slog.String("task_id", r.task.ID))
 		}
 		r.cancel(errLeaseLapsed)
 	}
-	for _, w := range dropped {
-		m.log.Warn("lease ran out unrenewed: dropping a task waiting for a slot", slog.String("task_id", w.task.ID))
-		m.pool.dropWaiting(w.task.ID, w.task.ClaimVersion)
+	if len(back) > 0 {
+		m.log.Warn("handing back tasks waiting for a slot: their lease ran out unrenewed or the node went too long without a heartbeat",
+			slog.Int("count", len(back)))
+		p.giveBack(back)
 	}
 	if len(leases) == 0 {
-		return every
+		return m.nextCheck(first, now)
 	}
 
-	// A renewal still in progress when the first lease it renews runs out
-	// is as good as failed: give up on it then, so that runs are not left
-	// going on leases another node may take.
-	first := time.Time{}
-	for _, u := range until {
-		if !u.IsZero() && (first.IsZero() || u.Before(first)) {
-			first = u
-		}
-	}
-	rctx := ctx
-	if !first.IsZero() {
-		var cancel context.CancelFunc
-		rctx, cancel = context.WithTimeout(ctx, first.Sub(now))
-		defer cancel()
-	}
+	// A renewal still in progress when the first hold it would extend
+	// ends is as good as failed: give up on it then.
+	rctx, cancel := context.WithTimeout(ctx, m.nextCheck(first, now))
+	defer cancel()
 	errs, err := m.store.RenewLeases(rctx, leases)
 	if err != nil {
 		if ctx.Err() == nil {
 			m.log.Warn("renew leases", slog.Int("count", len(leases)), slog.Any("error", err))
 		}
-		return m.renewAgainBy(first, every)
+		return m.nextCheck(first, now)
 	}
 
-	m.pool.mu.Lock()
+	first = time.Time{}
+	p.mu.Lock()
 	for i, e := range errs {
 		switch {
 		case e != nil:
 		case runs[i] != nil:
 			runs[i].leaseUntil = leases[i].Until
 		default:
-			m.pool.renewedWaitingLocked(leases[i])
+			p.renewedWaitingLocked(leases[i])
 		}
 	}
-	m.pool.mu.Unlock()
-
-	var failed time.Time
-	for i, e := range errs {
-		if e == nil {
-			continue
+	for _, r := range p.runs {
+		if !r.lapsed {
+			ahead(m.holdEnd(r.leaseUntil))
 		}
+	}
+	for _, w := range p.waiting {
+		ahead(m.holdEnd(w.leaseUntil))
+	}
+	p.mu.Unlock()
+
+	for i, e := range errs {
 		code := ErrorCode(e)
 		switch {
-		case code != ECONFLICT && code != ENOTFOUND:
-			// Not renewed this time; it may be next time, before it runs out.
-			if u := until[i]; !u.IsZero() && (failed.IsZero() || u.Before(failed)) {
-				failed = u
-			}
+		case e == nil || (code != ECONFLICT && code != ENOTFOUND):
+			// Renewed, or not this time: it may be next time, before its
+			// hold ends.
 		case runs[i] == nil:
 			m.log.Warn("lease lost: dropping a task waiting for a slot",
 				slog.String("task_id", leases[i].ID), slog.String("reason", code))
-			m.pool.dropWaiting(leases[i].ID, leases[i].ClaimVersion)
+			p.dropWaiting(leases[i].ID, leases[i].ClaimVersion)
 		default:
 			m.log.Warn("lease lost: cancelling run", slog.String("task_id", runs[i].task.ID), slog.String("reason", code))
 			runs[i].cancel(errLeaseLost)
 		}
 	}
-	return m.renewAgainBy(failed, every)
+	return m.nextCheck(first, now)
 }
 
-// renewAgainBy returns how long to wait before the next renewal: every, or
-// less so as to be there when a lease not renewed, running out at first,
-// does.
-func (m *Manager) renewAgainBy(first time.Time, every time.Duration) time.Duration {
+// nextCheck returns how long keepLeases may wait from now when the first
+// hold to end ends at first (zero when the node holds nothing).
+func (m *Manager) nextCheck(first, now time.Time) time.Duration {
 	if first.IsZero() {
-		return every
+		// A task claimed meanwhile is held for at least NodeTTL/2 less a
+		// margin: its claim recorded a heartbeat unless one was recorded
+		// less than HeartbeatInterval/2 before.
+		return m.cfg.NodeTTL / 4
 	}
-	return min(every, max(first.Sub(m.cfg.Now()), time.Millisecond))
+	return max(first.Sub(now), time.Millisecond)
 }
 
 // notifyLoop turns store notifications into claim wakeups.

@@ -433,6 +433,72 @@ func TestManager_CancelsRunWhoseLeaseRanOut(t *testing.T) {
 	}
 }
 
+// heartbeatsDown is a SQLite store whose heartbeats fail once down is
+// set, as when a node is cut off from the database; other calls work.
+type heartbeatsDown struct {
+	*sqlite.DB
+	down  atomic.Bool
+	calls atomic.Int32
+}
+
+func (s *heartbeatsDown) Heartbeat(ctx context.Context, node string, now time.Time) error {
+	if s.down.Load() {
+		s.calls.Add(1)
+		return errors.New("heartbeats refused by the test")
+	}
+	return s.DB.Heartbeat(ctx, node, now)
+}
+
+// A node that goes NodeTTL without a heartbeat recorded may be taken for
+// dead and its tasks released to the others, however long their leases:
+// it cancels its runs before then.
+func TestManager_CancelsRunsWhenHeartbeatsFail(t *testing.T) {
+	t.Parallel()
+	ended, finish := make(chan struct{}, 2), make(chan struct{})
+	rec, def := newRecorder("long", func(ctx context.Context, r *deputy.Run) (deputy.Result, error) {
+		select {
+		case <-ctx.Done():
+			ended <- struct{}{}
+			return deputy.Result{}, ctx.Err()
+		case <-finish:
+			return deputy.Result{}, nil
+		}
+	})
+	def.Timeout = time.Hour
+	def.MaxConcurrency = 1 // no claim, which would record a heartbeat, while it runs
+	db, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "deputy.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	store := &heartbeatsDown{DB: db}
+	h := &harness{store: store, clock: newClock()}
+	h.m = h.manager(t, deputy.Config{Lease: time.Hour, HeartbeatInterval: 100 * time.Millisecond,
+		NodeTTL: 2 * time.Second}, def)
+	h.start(t, h.m)
+	t.Cleanup(func() { close(finish) }) // before the manager stops
+	if _, err := h.m.Schedule(context.Background(), deputy.NewTask{ID: "h", Type: "long"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	rec.next(t)
+	store.down.Store(true)
+	// Seven failed heartbeats take 0.7 s: the node checked its holds at
+	// 0.5 s (NodeTTL/4), and kept them while its clock stood still.
+	waitFor(t, "failed heartbeats", func() bool { return store.calls.Load() >= 7 })
+	select {
+	case <-ended:
+		t.Fatal("the run was cancelled before the node could be taken for dead")
+	default:
+	}
+
+	h.clock.Advance(2 * time.Second)
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the run went on after the node could be taken for dead")
+	}
+}
+
 func TestManager_UnknownTypesLeftToOthers(t *testing.T) {
 	t.Parallel()
 	_, other := newRecorder("other", nil)

@@ -28,8 +28,11 @@ type pool struct {
 	byType   map[string]int      // running tasks per type, guarded by mu
 	slots    map[string]int      // tasks per type reserved by claims in flight, guarded by mu
 	runs     map[string]*running // by task id, guarded by mu
-	claiming bool                // guarded by mu
-	idle     *sync.Cond          // signalled when runs drain, uses mu
+	// superseded counts runs still going whose task this node claimed
+	// again (their lease ran out), no longer in runs. Guarded by mu.
+	superseded int
+	claiming   bool       // guarded by mu
+	idle       *sync.Cond // signalled when runs drain, uses mu
 	// waiting holds tasks claimed ahead of the slots short runs were about
 	// to free, when they arrive before those runs end; they start, in
 	// order, as slots free. Guarded by mu, as are waitCost, their cost
@@ -214,7 +217,7 @@ func ewma(avg, d time.Duration) time.Duration {
 func (p *pool) running() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.runs)
+	return len(p.runs) + p.superseded
 }
 
 func (p *pool) load() float64 {
@@ -276,7 +279,7 @@ func (p *pool) wait(ctx context.Context) bool {
 	done := make(chan struct{})
 	go func() {
 		p.mu.Lock()
-		for (len(p.runs) > 0 || len(p.waiting) > 0) && ctx.Err() == nil {
+		for (len(p.runs)+p.superseded > 0 || len(p.waiting) > 0) && ctx.Err() == nil {
 			p.idle.Wait()
 		}
 		p.mu.Unlock()
@@ -363,9 +366,11 @@ func (p *pool) startLocked(t *Task, d *Definition, cost Cost, leaseUntil time.Ti
 	p.byType[t.Type]++
 	if old, ok := p.runs[t.ID]; ok {
 		// This node claimed again a task it still runs: the old run's
-		// lease ran out unrenewed and its claim is gone. It ends on its
-		// own, no longer renewed, its outcome refused by the store.
-		old.cancel(errLeaseLost)
+		// lease ran out unrenewed, or its node was taken for dead, and its
+		// claim is gone. It ends on its own, no longer renewed, its
+		// outcome refused by the store.
+		old.cancel(errLeaseLapsed)
+		p.superseded++
 	}
 	p.runs[t.ID] = r
 
@@ -393,6 +398,8 @@ func (p *pool) release(r *running, d time.Duration) {
 	p.byType[r.task.Type]--
 	if p.runs[r.task.ID] == r {
 		delete(p.runs, r.task.ID)
+	} else {
+		p.superseded--
 	}
 	p.took[r.task.Type] = ewma(p.took[r.task.Type], d)
 	stale := p.staleLocked(p.m.cfg.Now())
@@ -402,7 +409,7 @@ func (p *pool) release(r *running, d time.Duration) {
 		p.waitCost -= int(w.cost)
 		p.startLocked(w.task, w.def, w.cost, w.leaseUntil)
 	}
-	if len(p.runs) == 0 && len(p.waiting) == 0 {
+	if len(p.runs)+p.superseded == 0 && len(p.waiting) == 0 {
 		p.idle.Broadcast()
 	}
 	p.mu.Unlock()
@@ -418,7 +425,7 @@ func (p *pool) release(r *running, d time.Duration) {
 func (p *pool) handBackStale(now time.Time) {
 	p.mu.Lock()
 	stale := p.staleLocked(now)
-	if len(p.runs) == 0 && len(p.waiting) == 0 {
+	if len(p.runs)+p.superseded == 0 && len(p.waiting) == 0 {
 		p.idle.Broadcast()
 	}
 	p.mu.Unlock()
@@ -450,7 +457,7 @@ func (p *pool) handBack() {
 	p.mu.Lock()
 	waiting := p.waiting
 	p.waiting, p.waitCost = nil, 0
-	if len(p.runs) == 0 {
+	if len(p.runs)+p.superseded == 0 {
 		p.idle.Broadcast()
 	}
 	p.mu.Unlock()
@@ -495,7 +502,7 @@ func (p *pool) dropWaiting(id string, claim int64) {
 			break
 		}
 	}
-	if len(p.runs) == 0 && len(p.waiting) == 0 {
+	if len(p.runs)+p.superseded == 0 && len(p.waiting) == 0 {
 		p.idle.Broadcast()
 	}
 }
@@ -543,7 +550,7 @@ func (p *pool) execute(parent context.Context, r *running, timeout time.Duration
 		// lapse the write succeeds only if no node has claimed the task
 		// since.
 		if errors.Is(cause, errLeaseLapsed) {
-			log.Warn("run cancelled: its lease ran out before a renewal succeeded", slog.Any("error", err))
+			log.Warn("run cancelled: the node let go of the task before others may take it", slog.Any("error", err))
 		}
 		return Completion{ID: t.ID, ClaimVersion: t.ClaimVersion, Now: now, RunAt: now,
 			Attempts: max(t.Attempts-1, 0)}, "interrupted", now.Sub(start)
@@ -575,7 +582,7 @@ func outcomeName(c Completion, err error) string {
 
 var (
 	errLeaseLost   = errors.New("deputy: lease lost")
-	errLeaseLapsed = errors.New("deputy: lease ran out unrenewed")
+	errLeaseLapsed = errors.New("deputy: let go of the task: its lease or the node's heartbeat not renewed in time")
 )
 
 // maxBatch bounds the outcomes written in one call.

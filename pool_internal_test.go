@@ -318,16 +318,21 @@ func TestPool_StaleWaitingGoBack(t *testing.T) {
 
 // TestPool_ReclaimedWhileRunning hands a pool a task it still runs under an
 // older claim, as when its lease ran out unrenewed and this node claimed it
-// again: the old run is cancelled, and its end frees its own slot without
-// forgetting the new run, whose lease is still renewed.
+// again: the old run is cancelled and counted as running until it ends,
+// and its end frees its own slot without forgetting the new run, whose
+// lease is still renewed.
 func TestPool_ReclaimedWhileRunning(t *testing.T) {
 	causes := make(chan error, 2)
 	started := make(chan string, 2)
+	letGo := make(chan struct{}) // ends the old run once cancelled
 	def := &Definition{Type: "job", Cost: CostNormal, Timeout: time.Hour, MaxAttempts: 3,
 		Run: func(ctx context.Context, r *Run) (Result, error) {
 			started <- r.Task.ID
 			<-ctx.Done()
 			causes <- context.Cause(ctx)
+			if r.Task.Attempts == 1 {
+				<-letGo
+			}
 			return Result{}, ctx.Err()
 		}}
 	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
@@ -345,19 +350,24 @@ func TestPool_ReclaimedWhileRunning(t *testing.T) {
 	next(t, started)
 	select {
 	case cause := <-causes:
-		if cause != errLeaseLost {
-			t.Fatalf("old run cancelled by %v, want errLeaseLost", cause)
+		if cause != errLeaseLapsed {
+			t.Fatalf("old run cancelled by %v, want errLeaseLapsed", cause)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the old run was not cancelled")
 	}
+	// Until the old run ends it counts as running: Stop waits for it too.
+	if got := p.running(); got != 2 {
+		t.Fatalf("%d runs while the old one ends, want 2", got)
+	}
+	close(letGo)
 	select {
 	case <-p.freed: // the old run released its slot
 	case <-time.After(10 * time.Second):
 		t.Fatal("the old run did not release its slot")
 	}
-	if got := p.free(); got != int(CostNormal) {
-		t.Fatalf("free %d after the old run ended, want %d", got, CostNormal)
+	if got, running := p.free(), p.running(); got != int(CostNormal) || running != 1 {
+		t.Fatalf("free %d, running %d after the old run ended; want %d, 1", got, running, CostNormal)
 	}
 	p.mu.Lock()
 	r, ok := p.runs["a"]
@@ -367,4 +377,86 @@ func TestPool_ReclaimedWhileRunning(t *testing.T) {
 	}
 	p.cancelAll(ErrShutdown)
 	p.runsWG.Wait()
+}
+
+// TestPool_HoldsEnd follows keepLeases, without renewals, over a node
+// holding a run and two tasks waiting for a slot whose leases run out at
+// different times: each is let go a margin before its lease runs out, a
+// waiting task handed back with its attempt not counted, and all of them
+// once the node has gone NodeTTL without a heartbeat.
+func TestPool_HoldsEnd(t *testing.T) {
+	var (
+		mu      sync.Mutex
+		now     = time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+		causes  = make(chan error, 1)
+		started = make(chan string, 1)
+	)
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	advance := func(d time.Duration) {
+		mu.Lock()
+		now = now.Add(d)
+		mu.Unlock()
+	}
+	def := &Definition{Type: "job", Cost: CostNormal, Timeout: time.Hour, MaxAttempts: 3,
+		Run: func(ctx context.Context, r *Run) (Result, error) {
+			started <- r.Task.ID
+			<-ctx.Done()
+			causes <- context.Cause(ctx)
+			return Result{}, ctx.Err()
+		}}
+	m, err := New(struct{ Store }{}, Config{Capacity: 1, Lease: 10 * time.Second, NodeTTL: 30 * time.Second,
+		Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.beat(clock())
+	p := m.pool
+	p.ctx, p.cancelAll = context.WithCancelCause(context.Background())
+	p.claiming = true
+	at := func(d time.Duration) *time.Time { t := clock().Add(d); return &t }
+
+	// The lease margin is a second (a tenth of 10 s).
+	p.run(&Task{ID: "run", Type: "job", Attempts: 1, ClaimVersion: 1, RetryAt: at(20 * time.Second)}, def)
+	next(t, started)
+	p.run(&Task{ID: "w1", Type: "job", Attempts: 2, ClaimVersion: 2, RetryAt: at(5 * time.Second)}, def)
+	p.run(&Task{ID: "w2", Type: "job", Attempts: 1, ClaimVersion: 3, RetryAt: at(40 * time.Second)}, def)
+
+	if d := m.keepLeases(context.Background(), false); d != 4*time.Second {
+		t.Fatalf("next check in %s, want 4s (w1's lease less its margin)", d)
+	}
+	advance(4 * time.Second)
+	if d := m.keepLeases(context.Background(), false); d != 15*time.Second {
+		t.Fatalf("next check in %s, want 15s (the run's lease less its margin)", d)
+	}
+	cs := p.outcomes.take(10)
+	if len(cs) != 1 || cs[0].ID != "w1" || cs[0].ClaimVersion != 2 || cs[0].Attempts != 1 || !cs[0].RunAt.Equal(clock()) {
+		t.Fatalf("outcomes after w1's hold ended: %+v; want w1 handed back, attempts 1", cs)
+	}
+	select {
+	case c := <-causes:
+		t.Fatalf("the run was cancelled (%v) while its lease held", c)
+	default:
+	}
+
+	// No heartbeat for 29 s (NodeTTL less its margin of a second): the
+	// run, whose lease still holds, and w2 are let go.
+	advance(25 * time.Second)
+	if d := m.keepLeases(context.Background(), false); d != 30*time.Second/4 {
+		t.Fatalf("next check in %s with nothing held, want NodeTTL/4", d)
+	}
+	if c := <-causes; c != errLeaseLapsed {
+		t.Fatalf("run cancelled by %v, want errLeaseLapsed", c)
+	}
+	p.runsWG.Wait()
+	back := map[string]Completion{}
+	for _, c := range p.outcomes.take(10) {
+		back[c.ID] = c
+	}
+	if len(back) != 2 || back["w2"].Attempts != 0 || back["run"].Attempts != 0 || !back["run"].RunAt.Equal(clock()) {
+		t.Fatalf("outcomes after the node went too long without a heartbeat: %+v; want w2 and the run handed back", back)
+	}
 }
