@@ -82,8 +82,8 @@ type Config struct {
 
 	// NodeTTL is how long a node may go without heartbeating before its
 	// running tasks are released to others, whatever their leases; the
-	// node cancels its runs before then (see Lease). Defaults to 30s; must
-	// exceed HeartbeatInterval.
+	// node cancels its runs before then (see Lease). Defaults to 30s; at
+	// least twice HeartbeatInterval.
 	NodeTTL time.Duration
 
 	// KeyServices grant the API keys of tasks scheduled with a caller's
@@ -179,8 +179,11 @@ func (c Config) validate() error {
 		return fmt.Errorf("config: max_attempts %d must be at least 1", c.MaxAttempts)
 	case c.Lease < time.Second:
 		return fmt.Errorf("config: lease %s is below 1s", c.Lease)
-	case c.NodeTTL <= c.HeartbeatInterval:
-		return fmt.Errorf("config: node_ttl %s must exceed heartbeat_interval %s", c.NodeTTL, c.HeartbeatInterval)
+	case c.NodeTTL < 2*c.HeartbeatInterval:
+		// A node lets go of its tasks a margin before NodeTTL has passed
+		// since its last heartbeat: with less than twice the interval, a
+		// healthy node would let go of them between two heartbeats.
+		return fmt.Errorf("config: node_ttl %s must be at least twice heartbeat_interval %s", c.NodeTTL, c.HeartbeatInterval)
 	case c.RemovalDelay < 0:
 		return fmt.Errorf("config: invalidate_api_key_task.removal_delay must not be negative")
 	case c.InvalidateInterval < time.Second || c.InvalidateInterval%time.Second != 0:

@@ -401,16 +401,23 @@ func (m *Manager) beat(t time.Time) {
 
 // heartbeatLoop records that this node is alive and releases the tasks of
 // nodes that stopped heartbeating.
+//
+// A failed heartbeat is tried again after a quarter of HeartbeatInterval
+// (at most a second), not a whole interval later: the node lets go of its
+// tasks NodeTTL after its last recorded heartbeat, and should not for a
+// database that came back in time.
 func (m *Manager) heartbeatLoop(ctx context.Context) {
-	ticker := time.NewTicker(m.cfg.HeartbeatInterval)
-	defer ticker.Stop()
+	retry := min(m.cfg.HeartbeatInterval/4, time.Second)
+	timer := time.NewTimer(m.cfg.HeartbeatInterval)
+	defer timer.Stop()
 	failures := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-ticker.C:
+		case <-timer.C:
 		}
+		timer.Reset(m.cfg.HeartbeatInterval)
 		now := m.cfg.Now()
 		err := m.store.Heartbeat(ctx, m.cfg.NodeID, now)
 		var n int
@@ -426,6 +433,7 @@ func (m *Manager) heartbeatLoop(ctx context.Context) {
 			if failures == 1 || failures%10 == 0 {
 				m.log.Warn("heartbeat", slog.Any("error", err), slog.Int("failures", failures))
 			}
+			timer.Reset(retry)
 		default:
 			failures = 0
 			if n > 0 {
@@ -440,8 +448,13 @@ func (m *Manager) heartbeatLoop(ctx context.Context) {
 // slots. It cancels runs whose task was taken or removed elsewhere, and
 // ends the node's hold on tasks that other nodes may take from it: see
 // holdEnd.
+//
+// Leases are renewed every third of Lease; after a renewal that failed,
+// every twelfth (at least 100 ms), so that an outage shorter than most of
+// a lease costs no run.
 func (m *Manager) leaseLoop(ctx context.Context) {
 	every := max(m.cfg.Lease/3, 100*time.Millisecond)
+	retry := max(every/4, 100*time.Millisecond)
 	renewAt := time.Now().Add(every)
 	timer := time.NewTimer(min(every, m.cfg.NodeTTL/4))
 	defer timer.Stop()
@@ -451,11 +464,15 @@ func (m *Manager) leaseLoop(ctx context.Context) {
 			return
 		case <-timer.C:
 		}
-		renew := !time.Now().Before(renewAt)
-		if renew {
-			renewAt = time.Now().Add(every)
+		start := time.Now()
+		renew := !start.Before(renewAt)
+		next, failed := m.keepLeases(ctx, renew)
+		switch {
+		case renew && failed:
+			renewAt = start.Add(retry)
+		case renew:
+			renewAt = start.Add(every)
 		}
-		next := m.keepLeases(ctx, renew)
 		timer.Reset(max(min(next, time.Until(renewAt)), time.Millisecond))
 	}
 }
@@ -482,8 +499,9 @@ func (m *Manager) holdEnd(leaseUntil time.Time) time.Time {
 
 // keepLeases ends the node's hold on the tasks whose holdEnd has come and,
 // when renew is set, renews the leases of the others. It returns how soon
-// it should run again to end the next hold in time.
-func (m *Manager) keepLeases(ctx context.Context, renew bool) time.Duration {
+// it should run again to end the next hold in time, and whether a
+// renewal failed.
+func (m *Manager) keepLeases(ctx context.Context, renew bool) (next time.Duration, failed bool) {
 	now := m.cfg.Now()
 	var (
 		leases []Lease
@@ -491,6 +509,7 @@ func (m *Manager) keepLeases(ctx context.Context, renew bool) time.Duration {
 		lapsed []*running
 		back   []waitingRun
 		first  time.Time // the earliest holdEnd still ahead
+		until  time.Time // the earliest holdEnd of the leases renewed
 	)
 	ahead := func(end time.Time) bool {
 		if !now.Before(end) {
@@ -501,12 +520,17 @@ func (m *Manager) keepLeases(ctx context.Context, renew bool) time.Duration {
 		}
 		return true
 	}
+	renewing := func(end time.Time) {
+		if until.IsZero() || end.Before(until) {
+			until = end
+		}
+	}
 	p := m.pool
 	p.mu.Lock()
 	for _, r := range p.runs {
-		switch {
+		switch end := m.holdEnd(r.leaseUntil); {
 		case r.lapsed:
-		case !ahead(m.holdEnd(r.leaseUntil)):
+		case !ahead(end):
 			r.lapsed = true
 			lapsed = append(lapsed, r)
 		case renew && now.Before(r.deadline):
@@ -514,18 +538,20 @@ func (m *Manager) keepLeases(ctx context.Context, renew bool) time.Duration {
 			// cancellation, its lease runs out and another node retries it.
 			leases = append(leases, Lease{ID: r.task.ID, ClaimVersion: r.task.ClaimVersion, Until: now.Add(m.cfg.Lease)})
 			runs = append(runs, r)
+			renewing(end)
 		}
 	}
 	kept := p.waiting[:0]
 	for _, w := range p.waiting {
-		switch {
-		case !ahead(m.holdEnd(w.leaseUntil)):
+		switch end := m.holdEnd(w.leaseUntil); {
+		case !ahead(end):
 			back = append(back, w)
 			p.waitCost -= int(w.cost)
 			continue
 		case renew:
 			leases = append(leases, Lease{ID: w.task.ID, ClaimVersion: w.task.ClaimVersion, Until: now.Add(m.cfg.Lease)})
 			runs = append(runs, nil)
+			renewing(end)
 		}
 		kept = append(kept, w)
 	}
@@ -549,19 +575,20 @@ func (m *Manager) keepLeases(ctx context.Context, renew bool) time.Duration {
 		p.giveBack(back)
 	}
 	if len(leases) == 0 {
-		return m.nextCheck(first, now)
+		return m.nextCheck(first, now), false
 	}
 
 	// A renewal still in progress when the first hold it would extend
 	// ends is as good as failed: give up on it then.
-	rctx, cancel := context.WithTimeout(ctx, m.nextCheck(first, now))
+	rctx, cancel := context.WithTimeout(ctx, m.nextCheck(until, now))
 	defer cancel()
 	errs, err := m.store.RenewLeases(rctx, leases)
 	if err != nil {
 		if ctx.Err() == nil {
 			m.log.Warn("renew leases", slog.Int("count", len(leases)), slog.Any("error", err))
 		}
-		return m.nextCheck(first, now)
+		// The renewal may have taken a while: count from now.
+		return m.nextCheck(first, m.cfg.Now()), true
 	}
 
 	first = time.Time{}
@@ -575,22 +602,28 @@ func (m *Manager) keepLeases(ctx context.Context, renew bool) time.Duration {
 			p.renewedWaitingLocked(leases[i])
 		}
 	}
+	// A hold that ended during the renewal sets first in the past: the
+	// next check comes at once.
 	for _, r := range p.runs {
 		if !r.lapsed {
-			ahead(m.holdEnd(r.leaseUntil))
+			if end := m.holdEnd(r.leaseUntil); first.IsZero() || end.Before(first) {
+				first = end
+			}
 		}
 	}
 	for _, w := range p.waiting {
-		ahead(m.holdEnd(w.leaseUntil))
+		if end := m.holdEnd(w.leaseUntil); first.IsZero() || end.Before(first) {
+			first = end
+		}
 	}
 	p.mu.Unlock()
 
 	for i, e := range errs {
 		code := ErrorCode(e)
 		switch {
-		case e == nil || (code != ECONFLICT && code != ENOTFOUND):
-			// Renewed, or not this time: it may be next time, before its
-			// hold ends.
+		case e == nil:
+		case code != ECONFLICT && code != ENOTFOUND:
+			failed = true // it may be renewed next time, before its hold ends
 		case runs[i] == nil:
 			m.log.Warn("lease lost: dropping a task waiting for a slot",
 				slog.String("task_id", leases[i].ID), slog.String("reason", code))
@@ -600,7 +633,7 @@ func (m *Manager) keepLeases(ctx context.Context, renew bool) time.Duration {
 			runs[i].cancel(errLeaseLost)
 		}
 	}
-	return m.nextCheck(first, now)
+	return m.nextCheck(first, m.cfg.Now()), failed
 }
 
 // nextCheck returns how long keepLeases may wait from now when the first

@@ -641,8 +641,16 @@ func TestConfig_Validate(t *testing.T) {
 		t.Fatalf("defaults: %v", err)
 	}
 	err := deputy.Config{HeartbeatInterval: 10 * time.Second, NodeTTL: 5 * time.Second}.Validate()
-	if err == nil || !strings.Contains(err.Error(), "node_ttl 5s must exceed heartbeat_interval 10s") {
+	if err == nil || !strings.Contains(err.Error(), "node_ttl 5s must be at least twice heartbeat_interval 10s") {
 		t.Fatalf("node_ttl below heartbeat_interval: %v", err)
+	}
+	// Between the two: a healthy node would let go of its tasks before its
+	// next heartbeat.
+	if err := (deputy.Config{HeartbeatInterval: 10 * time.Second, NodeTTL: 19 * time.Second}).Validate(); err == nil {
+		t.Fatal("node_ttl below twice heartbeat_interval accepted")
+	}
+	if err := (deputy.Config{HeartbeatInterval: 10 * time.Second, NodeTTL: 20 * time.Second}).Validate(); err != nil {
+		t.Fatalf("node_ttl twice heartbeat_interval: %v", err)
 	}
 	for _, c := range []int{-1, deputy.MaxCapacity + 1, 1 << 62} {
 		err := deputy.Config{Capacity: c}.Validate()

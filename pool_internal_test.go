@@ -425,11 +425,11 @@ func TestPool_HoldsEnd(t *testing.T) {
 	p.run(&Task{ID: "w1", Type: "job", Attempts: 2, ClaimVersion: 2, RetryAt: at(5 * time.Second)}, def)
 	p.run(&Task{ID: "w2", Type: "job", Attempts: 1, ClaimVersion: 3, RetryAt: at(40 * time.Second)}, def)
 
-	if d := m.keepLeases(context.Background(), false); d != 4*time.Second {
+	if d, _ := m.keepLeases(context.Background(), false); d != 4*time.Second {
 		t.Fatalf("next check in %s, want 4s (w1's lease less its margin)", d)
 	}
 	advance(4 * time.Second)
-	if d := m.keepLeases(context.Background(), false); d != 15*time.Second {
+	if d, _ := m.keepLeases(context.Background(), false); d != 15*time.Second {
 		t.Fatalf("next check in %s, want 15s (the run's lease less its margin)", d)
 	}
 	cs := p.outcomes.take(10)
@@ -445,7 +445,7 @@ func TestPool_HoldsEnd(t *testing.T) {
 	// No heartbeat for 29 s (NodeTTL less its margin of a second): the
 	// run, whose lease still holds, and w2 are let go.
 	advance(25 * time.Second)
-	if d := m.keepLeases(context.Background(), false); d != 30*time.Second/4 {
+	if d, _ := m.keepLeases(context.Background(), false); d != 30*time.Second/4 {
 		t.Fatalf("next check in %s with nothing held, want NodeTTL/4", d)
 	}
 	if c := <-causes; c != errLeaseLapsed {
