@@ -480,6 +480,11 @@ func (m *Manager) leaseLoop(ctx context.Context) {
 // holdMargin is how long before another node may take a task this node
 // lets go of it: a tenth of the time that hold lasts, at most a second,
 // for the skew between the nodes' clocks and the lateness of timers.
+//
+// TODO(deputy): clocks further apart than the margin, or a process paused
+// longer (a VM frozen, a stop-the-world pause), still let two nodes run a
+// task at once for that long; only a fencing token checked by what the
+// task writes to would close it, and tasks here write outside deputy.
 func holdMargin(d time.Duration) time.Duration { return min(d/10, time.Second) }
 
 // holdEnd returns when this node must stop holding a task whose lease runs
