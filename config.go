@@ -179,10 +179,12 @@ func (c Config) validate() error {
 		return fmt.Errorf("config: max_attempts %d must be at least 1", c.MaxAttempts)
 	case c.Lease < time.Second:
 		return fmt.Errorf("config: lease %s is below 1s", c.Lease)
+	case c.HeartbeatInterval < 10*time.Millisecond:
+		return fmt.Errorf("config: heartbeat_interval %s is below 10ms", c.HeartbeatInterval)
 	case c.NodeTTL < 2*c.HeartbeatInterval:
 		// A node lets go of its tasks a margin before NodeTTL has passed
-		// since its last heartbeat: with less than twice the interval, a
-		// healthy node would let go of them between two heartbeats.
+		// since its last recorded heartbeat. Twice the interval leaves time
+		// for a heartbeat to fail and be retried before then.
 		return fmt.Errorf("config: node_ttl %s must be at least twice heartbeat_interval %s", c.NodeTTL, c.HeartbeatInterval)
 	case c.RemovalDelay < 0:
 		return fmt.Errorf("config: invalidate_api_key_task.removal_delay must not be negative")

@@ -403,9 +403,9 @@ func (m *Manager) beat(t time.Time) {
 // nodes that stopped heartbeating.
 //
 // A failed heartbeat is tried again after a quarter of HeartbeatInterval
-// (at most a second), not a whole interval later: the node lets go of its
-// tasks NodeTTL after its last recorded heartbeat, and should not for a
-// database that came back in time.
+// (at most a second), not a whole interval later, and once more shortly
+// before the node would let go of its tasks (see holdEnd): a database
+// that comes back in time costs no run.
 func (m *Manager) heartbeatLoop(ctx context.Context) {
 	retry := min(m.cfg.HeartbeatInterval/4, time.Second)
 	timer := time.NewTimer(m.cfg.HeartbeatInterval)
@@ -419,27 +419,33 @@ func (m *Manager) heartbeatLoop(ctx context.Context) {
 		}
 		timer.Reset(m.cfg.HeartbeatInterval)
 		now := m.cfg.Now()
-		err := m.store.Heartbeat(ctx, m.cfg.NodeID, now)
-		var n int
-		if err == nil {
-			m.beat(now)
-			n, err = m.store.ReleaseDeadNodes(ctx, now.Add(-m.cfg.NodeTTL), now)
-		}
-		switch {
-		case err != nil && ctx.Err() != nil:
-			return
-		case err != nil:
+		if err := m.store.Heartbeat(ctx, m.cfg.NodeID, now); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
 			failures++
 			if failures == 1 || failures%10 == 0 {
 				m.log.Warn("heartbeat", slog.Any("error", err), slog.Int("failures", failures))
 			}
-			timer.Reset(retry)
-		default:
-			failures = 0
-			if n > 0 {
-				m.log.Warn("released tasks of nodes that stopped heartbeating", slog.Int("count", n))
-				m.wake()
+			next := retry
+			if left := m.holdEnd(time.Time{}).Sub(m.cfg.Now()) - retry/4; left > 0 && left < next {
+				next = left // lands a quarter of retry before the holds end
 			}
+			timer.Reset(next)
+			continue
+		}
+		failures = 0
+		m.beat(now)
+		n, err := m.store.ReleaseDeadNodes(ctx, now.Add(-m.cfg.NodeTTL), now)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return
+		case err != nil:
+			// Tried again with the next heartbeat.
+			m.log.Warn("release the tasks of nodes that stopped heartbeating", slog.Any("error", err))
+		case n > 0:
+			m.log.Warn("released tasks of nodes that stopped heartbeating", slog.Int("count", n))
+			m.wake()
 		}
 	}
 }

@@ -644,10 +644,15 @@ func TestConfig_Validate(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "node_ttl 5s must be at least twice heartbeat_interval 10s") {
 		t.Fatalf("node_ttl below heartbeat_interval: %v", err)
 	}
-	// Between the two: a healthy node would let go of its tasks before its
-	// next heartbeat.
+	// Between the two: no time left for a failed heartbeat's retry.
 	if err := (deputy.Config{HeartbeatInterval: 10 * time.Second, NodeTTL: 19 * time.Second}).Validate(); err == nil {
 		t.Fatal("node_ttl below twice heartbeat_interval accepted")
+	}
+	for _, hb := range []time.Duration{-time.Second, time.Nanosecond} {
+		err := deputy.Config{HeartbeatInterval: hb, NodeTTL: 2 * hb}.Validate()
+		if err == nil || !strings.Contains(err.Error(), "heartbeat_interval") {
+			t.Fatalf("heartbeat_interval %s: %v", hb, err)
+		}
 	}
 	if err := (deputy.Config{HeartbeatInterval: 10 * time.Second, NodeTTL: 20 * time.Second}).Validate(); err != nil {
 		t.Fatalf("node_ttl twice heartbeat_interval: %v", err)
