@@ -568,21 +568,21 @@ func (m *Manager) keepLeases(ctx context.Context, renew bool) (next time.Duratio
 	}
 	clear(p.waiting[len(kept):])
 	p.waiting = kept
-	if len(p.runs)+p.superseded == 0 && len(p.waiting) == 0 {
+	if p.runningLocked() == 0 && len(p.waiting) == 0 {
 		p.idle.Broadcast()
 	}
 	p.mu.Unlock()
 
 	for _, r := range lapsed {
 		if now.Before(r.deadline) { // else already cancelled by its timeout
-			m.log.Warn("cancelling a run: its lease ran out unrenewed or the node went too long without a heartbeat",
-				slog.String("task_id", r.task.ID))
+			m.log.Warn("cancelling a run: its lease ran out unrenewed "+
+				"or the node went too long without a heartbeat", slog.String("task_id", r.task.ID))
 		}
 		r.cancel(errLeaseLapsed)
 	}
 	if len(back) > 0 {
-		m.log.Warn("handing back tasks waiting for a slot: their lease ran out unrenewed or the node went too long without a heartbeat",
-			slog.Int("count", len(back)))
+		m.log.Warn("handing back tasks waiting for a slot: their lease ran out unrenewed "+
+			"or the node went too long without a heartbeat", slog.Int("count", len(back)))
 		p.giveBack(back)
 	}
 	if len(leases) == 0 {

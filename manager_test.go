@@ -35,7 +35,9 @@ func (c *clock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-func openStore(tb testing.TB) deputy.Store {
+func openStore(tb testing.TB) deputy.Store { return openSQLite(tb) }
+
+func openSQLite(tb testing.TB) *sqlite.DB {
 	tb.Helper()
 	db, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(tb.TempDir(), "deputy.db")})
 	if err != nil {
@@ -369,6 +371,25 @@ func TestManager_DisableDuringRunSurvives(t *testing.T) {
 	}
 }
 
+// longRuns returns a definition of type "long" whose runs last until
+// cancelled, which each reports on ended, or until the test ends. Its
+// MaxConcurrency of 1 keeps the node from claiming while one runs.
+func longRuns(t *testing.T) (*recorder, deputy.Definition, <-chan struct{}) {
+	ended := make(chan struct{}, 2)
+	rec, def := newRecorder("long", func(ctx context.Context, r *deputy.Run) (deputy.Result, error) {
+		select {
+		case <-ctx.Done():
+			ended <- struct{}{}
+			return deputy.Result{}, ctx.Err()
+		case <-t.Context().Done(): // before the manager stops
+			return deputy.Result{}, nil
+		}
+	})
+	def.Timeout = time.Hour
+	def.MaxConcurrency = 1
+	return rec, def, ended
+}
+
 // renewalsDown is a SQLite store whose lease renewals fail, as when the
 // database is out of reach for a while; everything else works.
 type renewalsDown struct {
@@ -387,28 +408,11 @@ func (s *renewalsDown) RenewLeases(context.Context, []deputy.Lease) ([]error, er
 // fault.
 func TestManager_CancelsRunWhoseLeaseRanOut(t *testing.T) {
 	t.Parallel()
-	ended, finish := make(chan struct{}, 2), make(chan struct{})
-	rec, def := newRecorder("long", func(ctx context.Context, r *deputy.Run) (deputy.Result, error) {
-		select {
-		case <-ctx.Done():
-			ended <- struct{}{}
-			return deputy.Result{}, ctx.Err()
-		case <-finish:
-			return deputy.Result{}, nil
-		}
-	})
-	def.Timeout = time.Hour
-	def.MaxConcurrency = 1 // the node cannot claim the task again while it runs
-	db, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "deputy.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	store := &renewalsDown{DB: db}
+	rec, def, ended := longRuns(t)
+	store := &renewalsDown{DB: openSQLite(t)}
 	h := &harness{store: store, clock: newClock()}
 	h.m = h.manager(t, deputy.Config{Lease: time.Second}, def)
 	h.start(t, h.m)
-	t.Cleanup(func() { close(finish) }) // before the manager stops
 	if _, err := h.m.Schedule(context.Background(), deputy.NewTask{ID: "l", Type: "long"}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -454,37 +458,22 @@ func (s *heartbeatsDown) Heartbeat(ctx context.Context, node string, now time.Ti
 // it cancels its runs before then.
 func TestManager_CancelsRunsWhenHeartbeatsFail(t *testing.T) {
 	t.Parallel()
-	ended, finish := make(chan struct{}, 2), make(chan struct{})
-	rec, def := newRecorder("long", func(ctx context.Context, r *deputy.Run) (deputy.Result, error) {
-		select {
-		case <-ctx.Done():
-			ended <- struct{}{}
-			return deputy.Result{}, ctx.Err()
-		case <-finish:
-			return deputy.Result{}, nil
-		}
-	})
-	def.Timeout = time.Hour
-	def.MaxConcurrency = 1 // no claim, which would record a heartbeat, while it runs
-	db, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "deputy.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	store := &heartbeatsDown{DB: db}
+	rec, def, ended := longRuns(t)
+	store := &heartbeatsDown{DB: openSQLite(t)}
 	h := &harness{store: store, clock: newClock()}
 	h.m = h.manager(t, deputy.Config{Lease: time.Hour, HeartbeatInterval: 100 * time.Millisecond,
 		NodeTTL: 2 * time.Second}, def)
 	h.start(t, h.m)
-	t.Cleanup(func() { close(finish) }) // before the manager stops
 	if _, err := h.m.Schedule(context.Background(), deputy.NewTask{ID: "h", Type: "long"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	rec.next(t)
 	store.down.Store(true)
-	// Seven failed heartbeats take 0.7 s: the node checked its holds at
-	// 0.5 s (NodeTTL/4), and kept them while its clock stood still.
-	waitFor(t, "failed heartbeats", func() bool { return store.calls.Load() >= 7 })
+	// Failed heartbeats are retried every 25 ms (HeartbeatInterval/4)
+	// after the first at 100 ms: twenty-five take 0.7 s, during which the
+	// node checked its holds at 0.5 s (NodeTTL/4) and kept them, its
+	// clock standing still.
+	waitFor(t, "failed heartbeats", func() bool { return store.calls.Load() >= 25 })
 	select {
 	case <-ended:
 		t.Fatal("the run was cancelled before the node could be taken for dead")

@@ -217,8 +217,12 @@ func ewma(avg, d time.Duration) time.Duration {
 func (p *pool) running() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.runs) + p.superseded
+	return p.runningLocked()
 }
+
+// runningLocked counts the runs going on, superseded ones among them. p.mu
+// must be held.
+func (p *pool) runningLocked() int { return len(p.runs) + p.superseded }
 
 func (p *pool) load() float64 {
 	p.mu.Lock()
@@ -279,7 +283,7 @@ func (p *pool) wait(ctx context.Context) bool {
 	done := make(chan struct{})
 	go func() {
 		p.mu.Lock()
-		for (len(p.runs)+p.superseded > 0 || len(p.waiting) > 0) && ctx.Err() == nil {
+		for (p.runningLocked() > 0 || len(p.waiting) > 0) && ctx.Err() == nil {
 			p.idle.Wait()
 		}
 		p.mu.Unlock()
@@ -409,7 +413,7 @@ func (p *pool) release(r *running, d time.Duration) {
 		p.waitCost -= int(w.cost)
 		p.startLocked(w.task, w.def, w.cost, w.leaseUntil)
 	}
-	if len(p.runs)+p.superseded == 0 && len(p.waiting) == 0 {
+	if p.runningLocked() == 0 && len(p.waiting) == 0 {
 		p.idle.Broadcast()
 	}
 	p.mu.Unlock()
@@ -425,7 +429,7 @@ func (p *pool) release(r *running, d time.Duration) {
 func (p *pool) handBackStale(now time.Time) {
 	p.mu.Lock()
 	stale := p.staleLocked(now)
-	if len(p.runs)+p.superseded == 0 && len(p.waiting) == 0 {
+	if p.runningLocked() == 0 && len(p.waiting) == 0 {
 		p.idle.Broadcast()
 	}
 	p.mu.Unlock()
@@ -457,7 +461,7 @@ func (p *pool) handBack() {
 	p.mu.Lock()
 	waiting := p.waiting
 	p.waiting, p.waitCost = nil, 0
-	if len(p.runs)+p.superseded == 0 {
+	if p.runningLocked() == 0 {
 		p.idle.Broadcast()
 	}
 	p.mu.Unlock()
@@ -502,7 +506,7 @@ func (p *pool) dropWaiting(id string, claim int64) {
 			break
 		}
 	}
-	if len(p.runs)+p.superseded == 0 && len(p.waiting) == 0 {
+	if p.runningLocked() == 0 && len(p.waiting) == 0 {
 		p.idle.Broadcast()
 	}
 }

@@ -110,6 +110,25 @@ func next(t *testing.T, ch <-chan string) string {
 	}
 }
 
+// newTestClock returns a clock that stands still but when advanced.
+func newTestClock() (now func() time.Time, advance func(time.Duration)) {
+	var (
+		mu sync.Mutex
+		t  = time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	)
+	now = func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return t
+	}
+	advance = func(d time.Duration) {
+		mu.Lock()
+		t = t.Add(d)
+		mu.Unlock()
+	}
+	return now, advance
+}
+
 func otherOf(id string) string {
 	if id == "a" {
 		return "b"
@@ -222,19 +241,8 @@ func TestPool_StaleWaitingGoBack(t *testing.T) {
 	var (
 		started = make(chan string, 5)
 		finish  = make(chan struct{})
-		mu      sync.Mutex
-		now     = time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
 	)
-	clock := func() time.Time {
-		mu.Lock()
-		defer mu.Unlock()
-		return now
-	}
-	advance := func(d time.Duration) {
-		mu.Lock()
-		now = now.Add(d)
-		mu.Unlock()
-	}
+	clock, advance := newTestClock()
 	def := &Definition{Type: "job", Cost: CostTiny, Timeout: time.Minute, MaxAttempts: 3,
 		Run: func(ctx context.Context, r *Run) (Result, error) {
 			started <- r.Task.ID
@@ -386,21 +394,10 @@ func TestPool_ReclaimedWhileRunning(t *testing.T) {
 // once the node has gone NodeTTL without a heartbeat.
 func TestPool_HoldsEnd(t *testing.T) {
 	var (
-		mu      sync.Mutex
-		now     = time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
 		causes  = make(chan error, 1)
 		started = make(chan string, 1)
 	)
-	clock := func() time.Time {
-		mu.Lock()
-		defer mu.Unlock()
-		return now
-	}
-	advance := func(d time.Duration) {
-		mu.Lock()
-		now = now.Add(d)
-		mu.Unlock()
-	}
+	clock, advance := newTestClock()
 	def := &Definition{Type: "job", Cost: CostNormal, Timeout: time.Hour, MaxAttempts: 3,
 		Run: func(ctx context.Context, r *Run) (Result, error) {
 			started <- r.Task.ID

@@ -340,7 +340,7 @@ var keyHelp = map[string]string{
 	"max_attempts":                          "attempts of a one-off task before it is removed (default 3)",
 	"lease":                                 "how long a claim owns a task, renewed while it runs (default 5m)",
 	"heartbeat_interval":                    "how often the node records that it is alive (default 10s)",
-	"node_ttl":                              "silence after which a node's tasks are released, at least twice heartbeat_interval (default 30s)",
+	"node_ttl":                              "silence after which a node's tasks are released (default 30s; at least 2 x heartbeat_interval)",
 	"store.driver":                          "store: sqlite or postgres (default postgres with a URL, else sqlite)",
 	"store.path":                            "SQLite file (default <data>/deputy.db)",
 	"api_key_type":                          "kind of API key runs present: es or uiam",
