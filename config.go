@@ -185,7 +185,8 @@ func (c Config) validate() error {
 		// A node lets go of its tasks a margin before NodeTTL has passed
 		// since its last recorded heartbeat. Twice the interval leaves time
 		// for a heartbeat to fail and be retried before then.
-		return fmt.Errorf("config: node_ttl %s must be at least twice heartbeat_interval %s", c.NodeTTL, c.HeartbeatInterval)
+		return fmt.Errorf("config: node_ttl %s must be at least twice heartbeat_interval %s",
+			c.NodeTTL, c.HeartbeatInterval)
 	case c.RemovalDelay < 0:
 		return fmt.Errorf("config: invalidate_api_key_task.removal_delay must not be negative")
 	case c.InvalidateInterval < time.Second || c.InvalidateInterval%time.Second != 0:

@@ -526,15 +526,13 @@ func (m *Manager) keepLeases(ctx context.Context, renew bool) (next time.Duratio
 		if !now.Before(end) {
 			return false
 		}
-		if first.IsZero() || end.Before(first) {
-			first = end
-		}
+		first = earliest(first, end)
 		return true
 	}
-	renewing := func(end time.Time) {
-		if until.IsZero() || end.Before(until) {
-			until = end
-		}
+	extend := func(t *Task, r *running, end time.Time) {
+		leases = append(leases, Lease{ID: t.ID, ClaimVersion: t.ClaimVersion, Until: now.Add(m.cfg.Lease)})
+		runs = append(runs, r)
+		until = earliest(until, end)
 	}
 	p := m.pool
 	p.mu.Lock()
@@ -547,9 +545,7 @@ func (m *Manager) keepLeases(ctx context.Context, renew bool) (next time.Duratio
 		case renew && now.Before(r.deadline):
 			// A run past its deadline is not renewed: if it ignores its
 			// cancellation, its lease runs out and another node retries it.
-			leases = append(leases, Lease{ID: r.task.ID, ClaimVersion: r.task.ClaimVersion, Until: now.Add(m.cfg.Lease)})
-			runs = append(runs, r)
-			renewing(end)
+			extend(r.task, r, end)
 		}
 	}
 	kept := p.waiting[:0]
@@ -560,9 +556,7 @@ func (m *Manager) keepLeases(ctx context.Context, renew bool) (next time.Duratio
 			p.waitCost -= int(w.cost)
 			continue
 		case renew:
-			leases = append(leases, Lease{ID: w.task.ID, ClaimVersion: w.task.ClaimVersion, Until: now.Add(m.cfg.Lease)})
-			runs = append(runs, nil)
-			renewing(end)
+			extend(w.task, nil, end)
 		}
 		kept = append(kept, w)
 	}
@@ -617,15 +611,11 @@ func (m *Manager) keepLeases(ctx context.Context, renew bool) (next time.Duratio
 	// next check comes at once.
 	for _, r := range p.runs {
 		if !r.lapsed {
-			if end := m.holdEnd(r.leaseUntil); first.IsZero() || end.Before(first) {
-				first = end
-			}
+			first = earliest(first, m.holdEnd(r.leaseUntil))
 		}
 	}
 	for _, w := range p.waiting {
-		if end := m.holdEnd(w.leaseUntil); first.IsZero() || end.Before(first) {
-			first = end
-		}
+		first = earliest(first, m.holdEnd(w.leaseUntil))
 	}
 	p.mu.Unlock()
 
@@ -645,6 +635,14 @@ func (m *Manager) keepLeases(ctx context.Context, renew bool) (next time.Duratio
 		}
 	}
 	return m.nextCheck(first, m.cfg.Now()), failed
+}
+
+// earliest returns the earlier of a and b, the zero time standing for none.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }
 
 // nextCheck returns how long keepLeases may wait from now when the first

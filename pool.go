@@ -364,7 +364,8 @@ func (p *pool) startLocked(t *Task, d *Definition, cost Cost, leaseUntil time.Ti
 	}
 	now := p.m.cfg.Now()
 	ctx, cancel := context.WithCancelCause(p.ctx)
-	r := &running{task: t, def: d, cost: cost, cancel: cancel, deadline: now.Add(timeout), leaseUntil: leaseUntil}
+	r := &running{task: t, def: d, cost: cost, cancel: cancel, deadline: now.Add(timeout),
+		leaseUntil: leaseUntil}
 
 	p.used += int(cost)
 	p.byType[t.Type]++
@@ -554,7 +555,8 @@ func (p *pool) execute(parent context.Context, r *running, timeout time.Duration
 		// lapse the write succeeds only if no node has claimed the task
 		// since.
 		if errors.Is(cause, errLeaseLapsed) {
-			log.Warn("run cancelled: the node let go of the task before others may take it", slog.Any("error", err))
+			log.Warn("run cancelled: the node let go of the task before others may take it",
+				slog.Any("error", err))
 		}
 		return Completion{ID: t.ID, ClaimVersion: t.ClaimVersion, Now: now, RunAt: now,
 			Attempts: max(t.Attempts-1, 0)}, "interrupted", now.Sub(start)
@@ -586,7 +588,8 @@ func outcomeName(c Completion, err error) string {
 
 var (
 	errLeaseLost   = errors.New("deputy: lease lost")
-	errLeaseLapsed = errors.New("deputy: let go of the task: its lease or the node's heartbeat not renewed in time")
+	errLeaseLapsed = errors.New(
+		"deputy: let go of the task: its lease or the node's heartbeat not renewed in time")
 )
 
 // maxBatch bounds the outcomes written in one call.

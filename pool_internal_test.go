@@ -30,13 +30,7 @@ func TestPool_WaitingRuns(t *testing.T) {
 			return Result{}, nil
 		}}
 	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
-	m, err := New(struct{ Store }{}, Config{Capacity: 1, Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := m.pool
-	p.ctx, p.cancelAll = context.WithCancelCause(context.Background())
-	p.claiming = true
+	_, p := newTestPool(t, Config{Capacity: 1, Now: func() time.Time { return now }})
 
 	ids := []string{"a", "b", "c", "d", "e"}
 	for i, id := range ids {
@@ -108,6 +102,20 @@ func next(t *testing.T, ch <-chan string) string {
 		t.Fatal("timed out waiting for a run to start")
 		return ""
 	}
+}
+
+// newTestPool returns a manager of cfg over no store and its pool, claiming
+// and ready to run tasks handed to it; the store is never used.
+func newTestPool(t *testing.T, cfg Config) (*Manager, *pool) {
+	t.Helper()
+	m, err := New(struct{ Store }{}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := m.pool
+	p.ctx, p.cancelAll = context.WithCancelCause(context.Background())
+	p.claiming = true
+	return m, p
 }
 
 // newTestClock returns a clock that stands still but when advanced.
@@ -249,13 +257,7 @@ func TestPool_StaleWaitingGoBack(t *testing.T) {
 			<-finish
 			return Result{}, nil
 		}}
-	m, err := New(struct{ Store }{}, Config{Capacity: 1, Now: clock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := m.pool
-	p.ctx, p.cancelAll = context.WithCancelCause(context.Background())
-	p.claiming = true
+	_, p := newTestPool(t, Config{Capacity: 1, Now: clock})
 
 	for i, id := range []string{"a", "b", "c", "d"} {
 		p.run(&Task{ID: id, Type: "job", Attempts: 2, ClaimVersion: int64(100 + i)}, def)
@@ -344,13 +346,7 @@ func TestPool_ReclaimedWhileRunning(t *testing.T) {
 			return Result{}, ctx.Err()
 		}}
 	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
-	m, err := New(struct{ Store }{}, Config{Capacity: 2, Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := m.pool
-	p.ctx, p.cancelAll = context.WithCancelCause(context.Background())
-	p.claiming = true
+	_, p := newTestPool(t, Config{Capacity: 2, Now: func() time.Time { return now }})
 
 	p.run(&Task{ID: "a", Type: "job", Attempts: 1, ClaimVersion: 1}, def)
 	next(t, started)
@@ -405,15 +401,9 @@ func TestPool_HoldsEnd(t *testing.T) {
 			causes <- context.Cause(ctx)
 			return Result{}, ctx.Err()
 		}}
-	m, err := New(struct{ Store }{}, Config{Capacity: 1, Lease: 10 * time.Second, NodeTTL: 30 * time.Second,
+	m, p := newTestPool(t, Config{Capacity: 1, Lease: 10 * time.Second, NodeTTL: 30 * time.Second,
 		Now: clock})
-	if err != nil {
-		t.Fatal(err)
-	}
 	m.beat(clock())
-	p := m.pool
-	p.ctx, p.cancelAll = context.WithCancelCause(context.Background())
-	p.claiming = true
 	at := func(d time.Duration) *time.Time { t := clock().Add(d); return &t }
 
 	// The lease margin is a second (a tenth of 10 s).
